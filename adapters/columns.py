@@ -1,0 +1,113 @@
+"""Column helpers shared by adapters: everything here works on whole columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from adapters.base import AcceptWindow, IngestContext, Outcome
+
+ATTRS_TYPE = pa.map_(pa.string(), pa.string())
+TIME_TYPE = pa.timestamp("ns", tz="UTC")
+
+
+def map_array(offsets: list[int], keys: list[str], values: list[str]) -> pa.MapArray:
+    return pa.MapArray.from_arrays(
+        pa.array(offsets, pa.int32()), pa.array(keys, pa.string()), pa.array(values, pa.string())
+    )
+
+
+def constant(value, type_: pa.DataType, n: int) -> pa.Array:
+    return pa.repeat(pa.scalar(value, type_), n)
+
+
+def times(raw: list[int] | np.ndarray) -> np.ndarray:
+    return np.asarray(raw, dtype=np.uint64)
+
+
+def time_array(values: np.ndarray) -> pa.Array:
+    # Out-of-range times are already masked out; clamp so the cast cannot overflow.
+    return pa.array(np.minimum(values, np.uint64(2**63 - 1)).astype(np.int64), TIME_TYPE)
+
+
+def window_masks(event_ns: np.ndarray, window: AcceptWindow, received_ns: int, field_name: str) -> dict[str, np.ndarray]:
+    """Masks of rows whose time is 0, older than the window or too far ahead."""
+    oldest = max(received_ns - window.max_age_ns, 1)
+    newest = received_ns + window.max_future_ns
+    zero = event_ns == 0
+    return {
+        f"{field_name} is 0": zero,
+        f"{field_name} older than the accept window ({window.max_age_ns // 10**9}s)": ~zero & (event_ns < oldest),
+        f"{field_name} more than {window.max_future_ns // 10**9}s in the future": event_ns > newest,
+    }
+
+
+def apply_rejections(n: int, masks: dict[str, np.ndarray], outcome: Outcome) -> np.ndarray:
+    """Count each reason once per row (first reason wins); return the keep mask."""
+    rejected = np.zeros(n, dtype=bool)
+    for reason, mask in masks.items():
+        fresh = mask & ~rejected
+        outcome.reject(reason, int(fresh.sum()))
+        rejected |= fresh
+    return ~rejected
+
+
+def index_masks(n: int, reasons: dict[int, str]) -> dict[str, np.ndarray]:
+    """Masks from a sparse {row: reason} map, one mask per distinct reason."""
+    masks: dict[str, np.ndarray] = {}
+    for row, reason in reasons.items():
+        masks.setdefault(reason, np.zeros(n, bool))[row] = True
+    return masks
+
+
+def flags_column(n: int, flags: dict[str, np.ndarray]) -> pa.ListArray:
+    """List<string> column with each row's flag names, built without a row loop."""
+    names = list(flags)
+    if not names:
+        return pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.string()))
+    matrix = np.stack([flags[name] for name in names], axis=1)  # rows x flags
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(matrix.sum(axis=1), out=offsets[1:])
+    _, flag_idx = np.nonzero(matrix)
+    values = pa.array(np.asarray(names, dtype=object)[flag_idx].tolist() if len(flag_idx) else [], pa.string())
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+class Origins:
+    """Distinct (resource, scope) pairs; rows point at one by index."""
+
+    def __init__(self) -> None:
+        self.service: list[str] = []
+        self.scope_name: list[str] = []
+        self.scope_version: list[str] = []
+        self.keys: list[str] = []
+        self.values: list[str] = []
+        self.offsets: list[int] = [0]
+
+    def add(self, service: str, res_keys, res_values, scope_name: str, scope_version: str) -> int:
+        self.service.append(service)
+        self.scope_name.append(scope_name)
+        self.scope_version.append(scope_version)
+        self.keys.extend(res_keys)
+        self.values.extend(res_values)
+        self.offsets.append(len(self.keys))
+        return len(self.service) - 1
+
+    def columns(self, index: pa.Array) -> dict[str, pa.Array]:
+        return {
+            "service_name": pa.array(self.service, pa.string()).take(index),
+            "resource_attributes": map_array(self.offsets, self.keys, self.values).take(index),
+            "scope_name": pa.array(self.scope_name, pa.string()).take(index),
+            "scope_version": pa.array(self.scope_version, pa.string()).take(index),
+        }
+
+
+def provenance_columns(ctx: IngestContext, n: int) -> dict[str, pa.Array]:
+    return {
+        "received_time": constant(ctx.received_ns, TIME_TYPE, n),
+        "source_kind": constant(ctx.source_kind, pa.string(), n),
+        "source_id": constant(ctx.source_id, pa.string(), n),
+        "tenant": constant(ctx.tenant, pa.string(), n),
+        "region": constant(ctx.region, pa.string(), n),
+        "batch_id": constant(ctx.batch_id, pa.string(), n),
+    }

@@ -1,0 +1,1 @@
+"""OTLP adapters: OTLP wire bytes to Arrow batches in the unified schema."""

@@ -1,0 +1,148 @@
+"""OTLP logs to rows of `log_records`.
+
+A record without time_unix_nano takes its observed time (flag
+`time_from_observed`), or the gateway's receive time when it has neither
+(flag `time_from_received`): OTLP allows both to be absent, and a log line is
+still worth keeping. Refused: effective times outside the accept window, text
+that is not valid UTF-8, trace or span ids of the wrong length.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from adapters.base import AdaptResult, IngestContext, Outcome
+from adapters.columns import (
+    Origins,
+    apply_rejections,
+    flags_column,
+    index_masks,
+    map_array,
+    provenance_columns,
+    time_array,
+    times,
+    window_masks,
+)
+from adapters.otlp import wire
+from adapters.otlp.attributes import AttributeDecoder, InvalidAttributes, any_value_text, service_name
+from schema import LOGS, arrow_schema
+
+LOGS_SCHEMA = arrow_schema(LOGS)
+
+decode_request = wire.LogsRequest.FromString
+
+
+class _Records:
+    TEXT = ("severity_text", "body", "event_name", "trace_id", "span_id")
+
+    def __init__(self, decoder: AttributeDecoder) -> None:
+        self.decode = decoder.decode
+        self.time: list[int] = []
+        self.observed: list[int] = []
+        self.severity: list[int] = []
+        self.flags: list[int] = []
+        self.text: dict[str, list[str]] = {name: [] for name in self.TEXT}
+        self.keys: list[str] = []
+        self.values: list[str] = []
+        self.offsets: list[int] = [0]
+        self.origin: list[int] = []
+        self.bad: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    def add(self, record, origin: int) -> None:
+        row = len(self.time)
+        self.time.append(record.time_unix_nano)
+        self.observed.append(record.observed_time_unix_nano)
+        self.severity.append(record.severity_number)
+        self.flags.append(record.flags)
+        self.origin.append(origin)
+        try:
+            fields = _record_text(record)
+            keys, values = self.decode(tuple(record.attributes))
+        except (InvalidAttributes, ValueError) as exc:
+            self.bad[row] = str(exc)
+            fields, keys, values = ("",) * len(self.TEXT), (), ()
+        for name, value in zip(self.TEXT, fields):
+            self.text[name].append(value)
+        self.keys.extend(keys)
+        self.values.extend(values)
+        self.offsets.append(len(self.keys))
+
+
+def _hex_id(raw: bytes, size: int, name: str) -> str:
+    if raw and len(raw) != size:
+        raise ValueError(f"{name} is {len(raw)} bytes, not {size}")
+    return raw.hex()
+
+
+def _record_text(record) -> tuple[str, ...]:
+    try:
+        severity, event = record.severity_text.decode("utf-8"), record.event_name.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("severity_text or event_name is not valid UTF-8") from None
+    body = any_value_text(record.body) if record.HasField("body") else ""
+    return (
+        severity,
+        body,
+        event,
+        _hex_id(record.trace_id, 16, "trace_id"),
+        _hex_id(record.span_id, 8, "span_id"),
+    )
+
+
+def _effective_time(event: np.ndarray, observed: np.ndarray, received_ns: int):
+    from_observed = (event == 0) & (observed != 0)
+    from_received = (event == 0) & (observed == 0)
+    effective = np.where(from_observed, observed, event)
+    effective = np.where(from_received, np.uint64(received_ns), effective)
+    return effective, {"time_from_observed": from_observed, "time_from_received": from_received}
+
+
+def _finish(records: _Records, origins: Origins, ctx: IngestContext, outcome: Outcome) -> pa.Table:
+    n = len(records)
+    effective, flags = _effective_time(times(records.time), times(records.observed), ctx.received_ns)
+    masks = window_masks(effective, ctx.window, ctx.received_ns, "log time")
+    masks.update(index_masks(n, records.bad))
+    keep = apply_rejections(n, masks, outcome)
+    cols: dict[str, pa.Array] = {
+        "time": time_array(effective),
+        "observed_time": time_array(times(records.observed)),
+        "severity_number": pa.array(records.severity, pa.uint8()),
+        "record_flags": pa.array(records.flags, pa.uint32()),
+        "attributes": map_array(records.offsets, records.keys, records.values),
+        "quality_flags": flags_column(n, flags),
+        **{name: pa.array(values, pa.string()) for name, values in records.text.items()},
+        **origins.columns(pa.array(records.origin, pa.int32())),
+        **provenance_columns(ctx, n),
+    }
+    table = pa.Table.from_arrays([cols[f.name] for f in LOGS_SCHEMA], schema=LOGS_SCHEMA)
+    for name, mask in flags.items():
+        outcome.warn(name, int((mask & keep).sum()))
+    return table if keep.all() else table.filter(pa.array(keep))
+
+
+def logs_to_arrow(request, ctx: IngestContext, decoder: AttributeDecoder) -> AdaptResult:
+    """Map a (lenient) ExportLogsServiceRequest to one `log_records` table."""
+    outcome = Outcome()
+    origins, records = Origins(), _Records(decoder)
+    for rl in request.resource_logs:
+        try:
+            res_keys, res_values = decoder.decode(tuple(rl.resource.attributes))
+        except InvalidAttributes as exc:
+            outcome.reject(f"resource attributes: {exc}", sum(len(sl.log_records) for sl in rl.scope_logs))
+            continue
+        service = service_name(res_keys, res_values)
+        for sl in rl.scope_logs:
+            try:
+                scope = (sl.scope.name.decode("utf-8"), sl.scope.version.decode("utf-8"))
+            except UnicodeDecodeError:
+                outcome.reject("scope name or version is not valid UTF-8", len(sl.log_records))
+                continue
+            origin = origins.add(service, res_keys, res_values, *scope)
+            for record in sl.log_records:
+                records.add(record, origin)
+    table = _finish(records, origins, ctx, outcome) if len(records) else LOGS_SCHEMA.empty_table()
+    return AdaptResult(table, outcome)

@@ -1,0 +1,185 @@
+"""The gateway's configuration: one YAML file, validated as a whole.
+
+Every model is frozen and refuses unknown keys. `load_config` reports every
+problem at once, each prefixed with the dotted path of its field, so a typo
+and a bad value in the same file are both named in one run. `${NAME}` in the
+file is replaced by the environment variable NAME (for secrets such as a
+ClickHouse password), and refused when NAME is unset.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_ENDPOINT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _seconds(value: object) -> object:
+    """'250ms', '30s', '5m', '1h', '14d' or a number of seconds."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 250ms, 30s, 5m, 1h, 14d)")
+        return float(match.group(1)) * _UNITS[match.group(2)]
+    return value
+
+
+def _endpoint(value: object) -> object:
+    if not isinstance(value, str) or not _ENDPOINT.match(value):
+        raise ValueError(f"not a host:port endpoint: {value!r}")
+    if not 0 < int(value.rsplit(":", 1)[1]) < 65536:
+        raise ValueError(f"port out of range in {value!r}")
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+Endpoint = Annotated[str, BeforeValidator(_endpoint)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GrpcConfig(Model):
+    enabled: bool = True
+    # Localhost unless configured: exposing the port is an explicit decision.
+    endpoint: Endpoint = "127.0.0.1:4317"
+    max_recv_msg_size_mib: float = Field(4, gt=0, le=256)
+
+
+class HttpConfig(Model):
+    enabled: bool = True
+    endpoint: Endpoint = "127.0.0.1:4318"
+    # OTLP/HTTP recommends 20 MiB, measured after decompression.
+    max_request_body_mib: float = Field(20, gt=0, le=512)
+
+
+class OtlpConfig(Model):
+    grpc: GrpcConfig = GrpcConfig()
+    http: HttpConfig = HttpConfig()
+
+
+class ReceiversConfig(Model):
+    otlp: OtlpConfig = OtlpConfig()
+
+
+class LimitsConfig(Model):
+    max_age: Seconds = 14 * 86400.0
+    max_future: Seconds = 3600.0
+    # Rows waiting for the store; past it receivers throttle (UNAVAILABLE / 503).
+    max_pending_rows: int = Field(2_000_000, gt=0)
+    retry_after: Seconds = 1.0
+
+
+class BatchConfig(Model):
+    max_rows: int = Field(100_000, gt=0)
+    max_delay: Seconds = 0.2
+
+
+class RegionConfig(Model):
+    backend: Literal["embedded", "clickhouse"] = "embedded"
+    database: str = Field("telemetry", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    url: str | None = None
+
+    @model_validator(mode="after")
+    def _url_matches_backend(self) -> RegionConfig:
+        if self.backend == "clickhouse" and not self.url:
+            raise ValueError("url is required when backend is clickhouse")
+        if self.backend == "embedded" and self.url:
+            raise ValueError("url is only for backend clickhouse")
+        return self
+
+
+class StoreConfig(Model):
+    path: Path = Path("./data")
+    retention_days: int = Field(0, ge=0)
+    batch: BatchConfig = BatchConfig()
+    regions: dict[str, RegionConfig] = {"default": RegionConfig()}
+
+    @model_validator(mode="after")
+    def _regions_valid(self) -> StoreConfig:
+        bad = [name for name in self.regions if not _NAME.match(name)]
+        if bad:
+            raise ValueError(f"region names must be lowercase identifiers: {', '.join(bad)}")
+        if not self.regions:
+            raise ValueError("at least one region is required")
+        embedded = [(r.database, n) for n, r in self.regions.items() if r.backend == "embedded"]
+        if len({db for db, _ in embedded}) != len(embedded):
+            raise ValueError("embedded regions share one data directory, so each needs its own database")
+        return self
+
+
+class AdminConfig(Model):
+    endpoint: Endpoint = "127.0.0.1:9480"
+
+
+class GatewayConfig(Model):
+    receivers: ReceiversConfig = ReceiversConfig()
+    limits: LimitsConfig = LimitsConfig()
+    store: StoreConfig = StoreConfig()
+    admin: AdminConfig = AdminConfig()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ConfigError(ValueError):
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in problems))
+        self.problems = problems
+
+
+def _describe(err: dict) -> str:
+    where = ".".join(str(part) for part in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"{where}: unknown key"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}"
+
+
+def _expand_env(text: str, problems: list[str]) -> str:
+    def replace(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            problems.append(f"environment variable {name} is referenced but not set")
+            return ""
+        return os.environ[name]
+
+    return _ENV.sub(replace, text)
+
+
+def parse_config(text: str, source: str = "config") -> GatewayConfig:
+    problems: list[str] = []
+    expanded = _expand_env(text, problems)
+    try:
+        data = yaml.safe_load(expanded) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [f"not valid YAML: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(source, ["the top level must be a mapping"])
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        problems += [_describe(e) for e in exc.errors()]
+        config = None
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def load_config(path: Path | None) -> GatewayConfig:
+    if path is None:
+        return GatewayConfig()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from None
+    return parse_config(text, str(path))

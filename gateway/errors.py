@@ -1,0 +1,65 @@
+"""The gateway's errors, each either retryable or permanent.
+
+    GatewayError
+    ├── RetryableError            the same request may succeed later
+    │   ├── Throttled             buffers full: client should back off (RetryInfo / Retry-After)
+    │   └── StoreUnavailable      the store did not answer or failed transiently
+    └── PermanentError            retrying the same request cannot help
+        ├── BadRequest            malformed, wrong type, undecodable
+        ├── PayloadTooLarge       over the size limit, after decompression
+        ├── UnsupportedMediaType  Content-Type or Content-Encoding we do not read
+        ├── NotAccepted           a signal this gateway does not take (yet)
+        ├── StoreRejected         the store refused the data itself
+        └── QueryRefused          a SQL text the read path will not run
+
+`gateway.receivers.status` is the one place these map to gRPC codes and HTTP
+statuses.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    retryable = False
+
+
+class RetryableError(GatewayError):
+    retryable = True
+
+
+class Throttled(RetryableError):
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class StoreUnavailable(RetryableError):
+    pass
+
+
+class PermanentError(GatewayError):
+    pass
+
+
+class BadRequest(PermanentError):
+    pass
+
+
+class PayloadTooLarge(PermanentError):
+    pass
+
+
+class UnsupportedMediaType(PermanentError):
+    pass
+
+
+class NotAccepted(PermanentError):
+    pass
+
+
+class StoreRejected(PermanentError):
+    pass
+
+
+class QueryRefused(PermanentError):
+    pass

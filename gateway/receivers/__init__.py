@@ -1,0 +1,1 @@
+"""Receivers own transport only: framing, decompression, limits, status codes."""

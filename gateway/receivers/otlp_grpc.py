@@ -1,0 +1,96 @@
+"""OTLP/gRPC receiver: MetricsService, LogsService and TraceService Export.
+
+Handlers take the raw request bytes (no deserializer) so the pipeline parses
+them with its lenient message classes. gRPC itself decompresses gzip and
+enforces max_receive_message_length on the decompressed message, answering
+RESOURCE_EXHAUSTED.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from gateway.config import GrpcConfig
+from gateway.errors import BadRequest, GatewayError, NotAccepted
+from gateway.pipeline import IngestPipeline, IngestReport
+from gateway.receivers import status
+from gateway.receivers.responses import export_response
+from gateway.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+MIB = 1024 * 1024
+
+SERVICES = {
+    "metrics": "opentelemetry.proto.collector.metrics.v1.MetricsService",
+    "logs": "opentelemetry.proto.collector.logs.v1.LogsService",
+    "traces": "opentelemetry.proto.collector.trace.v1.TraceService",
+}
+
+
+def _status(exc: GatewayError) -> grpc.Status:
+    code = status.grpc_code(exc)
+    proto = status_pb2.Status(code=code.value[0], message=str(exc))
+    wait = status.retry_after(exc)
+    if wait is not None:
+        detail = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=int(wait), nanos=int(wait % 1 * 1e9)))
+        proto.details.add().Pack(detail)
+    elif isinstance(exc, BadRequest):
+        detail = error_details_pb2.BadRequest()
+        detail.field_violations.add(field="request", description=str(exc))
+        proto.details.add().Pack(detail)
+    return rpc_status.to_status(proto)
+
+
+class OtlpGrpcReceiver:
+    def __init__(self, config: GrpcConfig, pipeline: IngestPipeline, telemetry: Telemetry) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.telemetry = telemetry
+        self._server: grpc.aio.Server | None = None
+
+    async def start(self) -> None:
+        limit = int(self.config.max_recv_msg_size_mib * MIB)
+        self._server = grpc.aio.server(
+            options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)],
+        )
+        handlers = [
+            grpc.method_handlers_generic_handler(service, {"Export": grpc.unary_unary_rpc_method_handler(self._handler(signal))})
+            for signal, service in SERVICES.items()
+        ]
+        self._server.add_generic_rpc_handlers(handlers)
+        if self._server.add_insecure_port(self.config.endpoint) == 0:
+            raise OSError(f"cannot listen on {self.config.endpoint}")
+        await self._server.start()
+        log.info("OTLP/gRPC listening on %s", self.config.endpoint)
+
+    async def shutdown(self, grace_s: float = 5.0) -> None:
+        if self._server is not None:
+            await self._server.stop(grace_s)
+            self._server = None
+
+    def _handler(self, signal: str):
+        async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            try:
+                if signal == "traces":
+                    raise NotAccepted("traces are not accepted by this gateway yet; send metrics and logs")
+                report = await self.pipeline.ingest(signal, request, f"otlp-grpc:{_peer_host(context.peer())}")
+            except GatewayError as exc:
+                self.telemetry.request("grpc", signal, type(exc).__name__)
+                await context.abort_with_status(_status(exc))
+            self.telemetry.request("grpc", signal, "partial" if report.message else "ok")
+            return export_response(signal, report).SerializeToString()
+
+        return export
+
+
+def _peer_host(peer: str) -> str:
+    """'ipv4:127.0.0.1:5555' -> '127.0.0.1' (the port changes per connection)."""
+    kind, _, rest = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        return rest.rsplit(":", 1)[0].strip("[]")
+    return peer

@@ -1,0 +1,112 @@
+"""OTLP/HTTP receiver: POST /v1/metrics, /v1/logs, /v1/traces.
+
+Protobuf (application/x-protobuf) and JSON (application/json) bodies, gzip or
+deflate or none. The response has the request's Content-Type: an Export*
+ServiceResponse on success (with partial_success when items were refused), a
+google.rpc.Status on failure.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from google.rpc import status_pb2
+
+from gateway.config import HttpConfig
+from gateway.errors import BadRequest, GatewayError, NotAccepted, UnsupportedMediaType
+from gateway.pipeline import IngestPipeline, IngestReport
+from gateway.receivers import status
+from gateway.receivers.responses import export_response
+from gateway.receivers.body import decompress, too_large
+from gateway.receivers.otlp_json import json_to_protobuf, response_json
+from gateway.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+MIB = 1024 * 1024
+
+
+def _encode(message, content_type: str) -> bytes:
+    return response_json(message) if content_type == JSON else message.SerializeToString()
+
+
+class OtlpHttpReceiver:
+    def __init__(self, config: HttpConfig, pipeline: IngestPipeline, telemetry: Telemetry) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.telemetry = telemetry
+        self.limit = int(config.max_request_body_mib * MIB)
+        self._runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.limit)
+        app.router.add_post("/v1/metrics", self._handler("metrics"))
+        app.router.add_post("/v1/logs", self._handler("logs"))
+        app.router.add_post("/v1/traces", self._handler("traces"))
+        return app
+
+    async def start(self) -> None:
+        # auto_decompress off: we decompress ourselves, with the limit applied.
+        self._runner = web.AppRunner(self.app(), auto_decompress=False, access_log=None)
+        await self._runner.setup()
+        host, port = self.config.endpoint.rsplit(":", 1)
+        await web.TCPSite(self._runner, host.strip("[]"), int(port)).start()
+        log.info("OTLP/HTTP listening on %s", self.config.endpoint)
+
+    async def shutdown(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def _handler(self, signal: str):
+        async def handle(request: web.Request) -> web.Response:
+            content_type = request.content_type if request.content_type in (PROTOBUF, JSON) else JSON
+            try:
+                report = await self._ingest(signal, request)
+            except GatewayError as exc:
+                self.telemetry.request("http", signal, type(exc).__name__)
+                return self._error(exc, content_type)
+            self.telemetry.request("http", signal, "partial" if report.message else "ok")
+            return web.Response(body=_encode(export_response(signal, report), content_type), content_type=content_type)
+
+        return handle
+
+    async def _ingest(self, signal: str, request: web.Request) -> IngestReport:
+        if request.content_type not in (PROTOBUF, JSON):
+            raise UnsupportedMediaType(
+                f"Content-Type {request.content_type!r} is not supported (use {PROTOBUF} or {JSON})"
+            )
+        if signal == "traces":
+            raise NotAccepted("traces are not accepted by this gateway yet; send metrics and logs")
+        body = decompress(await self._read(request), request.headers.get("Content-Encoding", ""), self.limit)
+        if request.content_type == JSON:
+            body = json_to_protobuf(signal, body)
+        peer = request.remote or "unknown"
+        return await self.pipeline.ingest(signal, body, f"otlp-http:{peer}")
+
+    async def _read(self, request: web.Request) -> bytes:
+        if request.content_length is not None and request.content_length > self.limit:
+            raise too_large(self.limit)
+        chunks, size = [], 0
+        async for chunk in request.content.iter_chunked(256 * 1024):
+            size += len(chunk)
+            if size > self.limit:
+                raise too_large(self.limit)
+            chunks.append(chunk)
+        if request.content_length is not None and size != request.content_length:
+            raise BadRequest("request body is shorter than its Content-Length")
+        return b"".join(chunks)
+
+    def _error(self, exc: GatewayError, content_type: str) -> web.Response:
+        code = status.http_status(exc)
+        body = status_pb2.Status(code=status.grpc_code(exc).value[0], message=str(exc))
+        headers = {}
+        wait = status.retry_after(exc)
+        if wait is not None:
+            headers["Retry-After"] = str(max(1, round(wait)))
+        if code >= 500 and not exc.retryable:
+            log.warning("request failed permanently: %s", exc)
+        return web.Response(status=code, body=_encode(body, content_type), content_type=content_type, headers=headers)

@@ -1,0 +1,59 @@
+"""The one place gateway errors become gRPC codes and HTTP statuses.
+
+Per the OTLP specification: gRPC retryable codes are UNAVAILABLE (with
+RetryInfo when throttling) among others; RESOURCE_EXHAUSTED without RetryInfo
+is permanent. HTTP retryable statuses are 429, 502, 503 and 504, with
+Retry-After when throttling; every other 4xx/5xx is permanent.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from gateway import errors
+
+GRPC_CODES: dict[type[errors.GatewayError], grpc.StatusCode] = {
+    errors.Throttled: grpc.StatusCode.UNAVAILABLE,  # Retryable, with RetryInfo
+    errors.StoreUnavailable: grpc.StatusCode.UNAVAILABLE,  # Retryable, with RetryInfo
+    errors.BadRequest: grpc.StatusCode.INVALID_ARGUMENT,  # Not retryable
+    errors.PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,  # Not retryable (no RetryInfo)
+    errors.UnsupportedMediaType: grpc.StatusCode.INVALID_ARGUMENT,  # Not retryable
+    errors.NotAccepted: grpc.StatusCode.UNIMPLEMENTED,  # Not retryable
+    errors.StoreRejected: grpc.StatusCode.INTERNAL,  # Not retryable
+    errors.QueryRefused: grpc.StatusCode.PERMISSION_DENIED,  # Not retryable
+}
+
+HTTP_STATUSES: dict[type[errors.GatewayError], int] = {
+    errors.Throttled: 429,  # Retryable, with Retry-After
+    errors.StoreUnavailable: 503,  # Retryable, with Retry-After
+    errors.BadRequest: 400,  # Not retryable
+    errors.PayloadTooLarge: 413,  # Not retryable
+    errors.UnsupportedMediaType: 415,  # Not retryable
+    errors.NotAccepted: 501,  # Not retryable
+    errors.StoreRejected: 500,  # Not retryable
+    errors.QueryRefused: 403,  # Not retryable
+}
+
+RETRY_AFTER_S = 1.0
+
+
+def _lookup(table: dict, exc: errors.GatewayError):
+    for cls in type(exc).__mro__:
+        if cls in table:
+            return table[cls]
+    return None
+
+
+def grpc_code(exc: errors.GatewayError) -> grpc.StatusCode:
+    return _lookup(GRPC_CODES, exc) or grpc.StatusCode.INTERNAL
+
+
+def http_status(exc: errors.GatewayError) -> int:
+    return _lookup(HTTP_STATUSES, exc) or 500
+
+
+def retry_after(exc: errors.GatewayError) -> float | None:
+    """Seconds a client should wait, for retryable errors only."""
+    if not exc.retryable:
+        return None
+    return getattr(exc, "retry_after_s", RETRY_AFTER_S)

@@ -1,0 +1,94 @@
+"""The gateway process: wiring and lifecycle.
+
+`start()` opens the stores (applying migrations), then the pipeline, then the
+listeners. `shutdown()` is idempotent and runs the other way round: stop
+taking requests, let in-flight ones finish, store everything accepted, close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+from pathlib import Path
+
+from gateway.admin import AdminServer
+from gateway.config import GatewayConfig
+from gateway.pipeline import IngestPipeline
+from gateway.receivers.otlp_grpc import OtlpGrpcReceiver
+from gateway.receivers.otlp_http import OtlpHttpReceiver
+from gateway.store.regions import RegionStores
+from gateway.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+TOKEN_FILE = "admin.token"
+RUNTIME_FILE = "gateway.json"
+
+
+def write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.telemetry = Telemetry()
+        self.stores = RegionStores(config.store)
+        self.pipeline = IngestPipeline(config, self.stores, self.telemetry)
+        otlp = config.receivers.otlp
+        self.grpc = OtlpGrpcReceiver(otlp.grpc, self.pipeline, self.telemetry) if otlp.grpc.enabled else None
+        self.http = OtlpHttpReceiver(otlp.http, self.pipeline, self.telemetry) if otlp.http.enabled else None
+        self._token = secrets.token_urlsafe(32)
+        self.admin = AdminServer(config.admin, self.stores, self.telemetry, self._token)
+        self._stopped = False
+
+    @property
+    def runtime_dir(self) -> Path:
+        return self.config.store.path
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.stores.open)
+        self.pipeline.start()
+        for listener in (self.admin, self.grpc, self.http):
+            if listener is not None:
+                await listener.start()
+        self.runtime_dir.mkdir(parents=True, exist_ok=True)
+        write_private(self.runtime_dir / TOKEN_FILE, self._token)
+        info = {"pid": os.getpid(), "admin": self.config.admin.endpoint}
+        write_private(self.runtime_dir / RUNTIME_FILE, json.dumps(info))
+        log.info("gateway ready (admin on %s)", self.config.admin.endpoint)
+
+    async def shutdown(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        log.info("shutting down: draining accepted data")
+        for receiver in (self.grpc, self.http):
+            if receiver is not None:
+                await receiver.shutdown()
+        await self.pipeline.shutdown()
+        await self.admin.shutdown()
+        for name in (TOKEN_FILE, RUNTIME_FILE):
+            (self.runtime_dir / name).unlink(missing_ok=True)
+        await asyncio.to_thread(self.stores.close)
+        log.info("stopped")
+
+
+async def serve(config: GatewayConfig) -> None:
+    """Run until SIGTERM or SIGINT, then shut down cleanly."""
+    gateway = Gateway(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await gateway.start()
+        await stop.wait()
+    finally:
+        await gateway.shutdown()

@@ -1,0 +1,116 @@
+"""The embedded store: chDB, the ClickHouse engine inside this process.
+
+chDB allows one data directory per process and one process per directory, so
+every embedded region is a database inside the same directory, and all calls
+go through one session guarded by a lock. A lock file held with flock tells a
+second gateway (or `telemetry-gateway sql`) that the directory is in use,
+with a clearer message than the engine's own.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import threading
+from pathlib import Path
+
+import pyarrow as pa
+
+from gateway.store.base import RegionStore, check_token, classify
+from schema import Table
+from schema.ddl import ident
+
+LOCK_NAME = ".gateway.lock"
+
+
+class DataDirInUse(RuntimeError):
+    pass
+
+
+class EmbeddedEngine:
+    """The one chDB session of this process, over one data directory."""
+
+    _instance: EmbeddedEngine | None = None
+
+    def __init__(self, path: Path) -> None:
+        from chdb import session as chdb_session  # imported late: ~0.3 s, and only embedded mode needs it
+
+        self.path = path.resolve()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.path / LOCK_NAME, "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise DataDirInUse(f"data directory {self.path} is in use by another process") from None
+        self._session = chdb_session.Session(str(self.path / "chdb"))
+        self.lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: Path) -> EmbeddedEngine:
+        if cls._instance is None:
+            cls._instance = cls(path)
+        elif cls._instance.path != path.resolve():
+            raise DataDirInUse(
+                f"this process already holds the embedded store at {cls._instance.path}; "
+                f"chDB cannot open a second one ({path})"
+            )
+        return cls._instance
+
+    def run(self, sql: str, fmt: str = "CSV", params: dict | None = None, rows: pa.Table | None = None) -> bytes:
+        """Run one statement; `rows` is what `Python(rows)` in the SQL reads."""
+        with self.lock:
+            try:
+                # chDB resolves Python(rows) from the local variables of this frame.
+                result = self._session.query(sql, fmt, params=params or {})
+            except Exception as exc:  # chDB raises bare ChdbError / RuntimeError
+                raise classify(exc) from exc
+        return result.bytes() if result is not None else b""
+
+    @classmethod
+    def close_instance(cls) -> None:
+        engine, cls._instance = cls._instance, None
+        if engine is not None:
+            with engine.lock:
+                engine._session.close()
+                fcntl.flock(engine._lock_file, fcntl.LOCK_UN)
+                engine._lock_file.close()
+
+
+def holder_alive(path: Path) -> bool:
+    """True when another process holds the data directory."""
+    lock = path / LOCK_NAME
+    if not lock.exists():
+        return False
+    with open(lock, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+class EmbeddedStore(RegionStore):
+    def __init__(self, region: str, database: str, path: Path, retention_days: int = 0) -> None:
+        super().__init__(region, database, retention_days)
+        self.path = path
+        self.engine = EmbeddedEngine.open(path)
+
+    def execute(self, sql: str, params: dict | None = None) -> bytes:
+        return self.engine.run(sql, "CSV", params)
+
+    def insert(self, table: Table, rows: pa.Table, token: str) -> None:
+        names = ", ".join(ident(c.name) for c in table.sent_columns())
+        sql = (
+            f"INSERT INTO {ident(self.database)}.{ident(table.name)} ({names}) "
+            f"SETTINGS insert_deduplication_token = '{check_token(token)}' "
+            f"SELECT {names} FROM Python(rows)"
+        )
+        self.engine.run(sql, rows=rows)
+
+    def query(self, sql: str, fmt: str) -> bytes:
+        return self.engine.run(sql, fmt)
+
+    def close(self) -> None:
+        EmbeddedEngine.close_instance()
+

@@ -1,0 +1,38 @@
+"""The set of named regional stores. Routing picks a name; this maps it to a store."""
+
+from __future__ import annotations
+
+from gateway.config import StoreConfig
+from gateway.store.base import RegionStore
+from gateway.store.embedded import EmbeddedStore
+from gateway.store.server import ServerStore
+
+
+def build_store(name: str, config: StoreConfig) -> RegionStore:
+    region = config.regions[name]
+    if region.backend == "embedded":
+        return EmbeddedStore(name, region.database, config.path, config.retention_days)
+    return ServerStore(name, region.database, region.url or "", config.retention_days)
+
+
+class RegionStores:
+    def __init__(self, config: StoreConfig) -> None:
+        self.config = config
+        self.stores: dict[str, RegionStore] = {}
+
+    def open(self) -> None:
+        for name in self.config.regions:
+            store = build_store(name, self.config)
+            store.open()
+            self.stores[name] = store
+
+    def __getitem__(self, region: str) -> RegionStore:
+        return self.stores[region]
+
+    def __iter__(self):
+        return iter(self.stores.values())
+
+    def close(self) -> None:
+        for store in self.stores.values():
+            store.close()
+        self.stores.clear()

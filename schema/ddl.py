@@ -1,0 +1,63 @@
+"""ClickHouse DDL derived from `schema.model`.
+
+Identifiers are quoted with backticks and checked against a strict pattern, so
+no table or database name from configuration is ever spliced into SQL raw.
+"""
+
+from __future__ import annotations
+
+import re
+
+from schema.model import Column, Table
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+# Plain MergeTree deduplicates an insert carrying an insert_deduplication_token
+# only when this window is > 0; the spool replays batches with their token.
+TABLE_SETTINGS = ("non_replicated_deduplication_window = 10000", "ttl_only_drop_parts = 1")
+
+
+def ident(name: str) -> str:
+    if not _IDENT.match(name):
+        raise ValueError(f"not a valid ClickHouse identifier: {name!r}")
+    return f"`{name}`"
+
+
+def column_sql(col: Column) -> str:
+    parts = [ident(col.name), col.type.clickhouse]
+    if col.default:
+        parts.append(f"DEFAULT {col.default}")
+    if col.codec:
+        parts.append(col.codec)
+    parts.append("COMMENT " + quote(col.doc))
+    return " ".join(parts)
+
+
+def quote(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def create_table(database: str, table: Table, version: int = 1, engine: str = "MergeTree") -> str:
+    cols = [c for c in table.columns if c.since <= version]
+    body = ",\n    ".join([column_sql(c) for c in cols] + list(table.indexes))
+    settings = ", ".join(TABLE_SETTINGS + table.settings)
+    return (
+        f"CREATE TABLE IF NOT EXISTS {ident(database)}.{ident(table.name)}\n(\n    {body}\n)\n"
+        f"ENGINE = {engine}\nPARTITION BY {table.partition_by}\nORDER BY {table.order_by}\n"
+        f"SETTINGS {settings}\nCOMMENT {quote(table.doc)}"
+    )
+
+
+def add_columns(database: str, table: Table, version: int) -> list[str]:
+    return [
+        f"ALTER TABLE {ident(database)}.{ident(table.name)} ADD COLUMN IF NOT EXISTS {column_sql(c)}"
+        for c in table.columns
+        if c.since == version
+    ]
+
+
+def set_retention(database: str, table: Table, days: int) -> str:
+    target = f"{ident(database)}.{ident(table.name)}"
+    if days <= 0:
+        return f"ALTER TABLE {target} REMOVE TTL"
+    return f"ALTER TABLE {target} MODIFY TTL toDateTime({ident(table.ttl_column)}) + INTERVAL {int(days)} DAY"

@@ -1,0 +1,39 @@
+"""Render the column reference (schema/SCHEMA.md) from `schema.model`.
+
+`python -m schema.docs > schema/SCHEMA.md` regenerates it; a test keeps the
+committed file in step with the model.
+"""
+
+from __future__ import annotations
+
+from schema.ddl import TABLE_SETTINGS
+from schema.model import TABLES, Table
+
+
+def render_table(table: Table) -> list[str]:
+    lines = [f"## `{table.name}`", "", table.doc, "", "| column | ClickHouse type | meaning |", "| --- | --- | --- |"]
+    for col in table.columns:
+        note = f" Computed by the store: `{col.default}`." if col.default else ""
+        lines.append(f"| `{col.name}` | `{col.type.clickhouse}` | {col.doc}{note} |")
+    lines += ["", f"PARTITION BY `{table.partition_by}`, ORDER BY `{table.order_by}`.", ""]
+    lines += [f"- {reason}" for reason in table.reasons]
+    lines.append("")
+    return lines
+
+
+def render() -> str:
+    lines = [
+        "# Schema reference",
+        "",
+        "Generated from `schema/model.py` by `python -m schema.docs`; do not edit by hand.",
+        "",
+        "Engine MergeTree with settings: " + ", ".join(f"`{s}`" for s in TABLE_SETTINGS) + ".",
+        "",
+    ]
+    for table in TABLES:
+        lines += render_table(table)
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render())

@@ -1,0 +1,202 @@
+"""The unified time-series schema, defined once.
+
+Everything else derives from the tables below: the Arrow schema every batch is
+built in (`schema.arrow`), the ClickHouse DDL and migrations (`schema.ddl`,
+`schema.migrations`) and the column reference (`schema/SCHEMA.md`, regenerated
+by `python -m schema.docs`).
+
+A column's `since` is the migration that introduced it. Migration 1 creates each
+table from the columns with `since == 1`; a later migration N adds the columns
+with `since == N`. So adding a column is one line here with the next number.
+
+Why this layout differs from the OpenTelemetry Collector's ClickHouse exporter
+(otel_metrics_gauge/_sum/_histogram/... and otel_logs):
+
+* One points table for every metric kind instead of one table per kind. SLO
+  queries ask "this metric, this series, this window" and should not need to
+  know whether a number came in as a gauge, a sum or a histogram. Columns a
+  kind does not use stay at their default (0, empty array), which ClickHouse
+  stores in a few bytes per granule after compression.
+* `tenant` leads ORDER BY (the exporter's README advises it for shared tables):
+  every read is per tenant, and authz filters on it.
+* The sort key uses `series_id` (a hash of name + resource + attributes) rather
+  than the whole `Attributes` map. Comparing maps is slow and makes the primary
+  index large; a 64-bit id keeps all points of a series adjacent, which is what
+  per-series range scans and the later quality checks need.
+* `received_time`, `source_kind`, `source_id`, `batch_id` and `quality_flags`
+  record provenance and trust, which the exporter has no place for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class ColumnType:
+    clickhouse: str
+    arrow: pa.DataType
+
+
+TIME_NS = ColumnType("DateTime64(9, 'UTC')", pa.timestamp("ns", tz="UTC"))
+LABEL = ColumnType("LowCardinality(String)", pa.string())
+TEXT = ColumnType("String", pa.string())
+FLOAT = ColumnType("Float64", pa.float64())
+OPT_FLOAT = ColumnType("Nullable(Float64)", pa.float64())
+UINT64 = ColumnType("UInt64", pa.uint64())
+UINT32 = ColumnType("UInt32", pa.uint32())
+UINT8 = ColumnType("UInt8", pa.uint8())
+INT32 = ColumnType("Int32", pa.int32())
+BOOL = ColumnType("Bool", pa.bool_())
+FLOATS = ColumnType("Array(Float64)", pa.list_(pa.float64()))
+COUNTS = ColumnType("Array(UInt64)", pa.list_(pa.uint64()))
+ATTRS = ColumnType("Map(LowCardinality(String), String)", pa.map_(pa.string(), pa.string()))
+FLAGS = ColumnType("Array(LowCardinality(String))", pa.list_(pa.string()))
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: ColumnType
+    doc: str
+    codec: str = ""
+    # A ClickHouse expression computed by the store; such a column is never sent.
+    default: str = ""
+    since: int = 1
+
+    @property
+    def computed(self) -> bool:
+        return bool(self.default)
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    doc: str
+    columns: tuple[Column, ...]
+    order_by: str
+    partition_by: str
+    ttl_column: str
+    indexes: tuple[str, ...] = ()
+    settings: tuple[str, ...] = ()
+    reasons: tuple[str, ...] = field(default=())
+
+    def column(self, name: str) -> Column:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+    def sent_columns(self, version: int | None = None) -> list[Column]:
+        """Columns a writer supplies (everything not computed by the store)."""
+        return [c for c in self.columns if not c.computed and (version is None or c.since <= version)]
+
+
+ZSTD = "CODEC(ZSTD(1))"
+TIME_CODEC = "CODEC(Delta, ZSTD(1))"
+
+# Columns every table carries: where a row came from and how far to trust it.
+_PROVENANCE = (
+    Column("received_time", TIME_NS, "When the gateway accepted the request.", TIME_CODEC),
+    Column("service_name", LABEL, "Resource attribute service.name; `unknown_service` when absent."),
+    Column("resource_attributes", ATTRS, "Resource attributes; non-string values as JSON text.", ZSTD),
+    Column("scope_name", LABEL, "Instrumentation scope name."),
+    Column("scope_version", LABEL, "Instrumentation scope version."),
+    Column("attributes", ATTRS, "Point or record attributes; non-string values as JSON text.", ZSTD),
+    Column("source_kind", LABEL, "otlp, remote_write, scrape, probe, apm, log or edge."),
+    Column("source_id", TEXT, "Who sent it: transport and peer address, or an agent id.", ZSTD),
+    Column("tenant", LABEL, "Owning tenant (`default` until tenants are configured)."),
+    Column("region", LABEL, "Regional store the row was routed to."),
+    Column("batch_id", TEXT, "Id of the accepted request the row came in; also the store's dedup token source.", ZSTD),
+    Column("quality_flags", FLAGS, "Trust annotations: set at ingest (e.g. non_finite) and by quality stages."),
+)
+
+POINTS = Table(
+    name="metric_points",
+    doc="One row per metric data point, for every metric kind.",
+    columns=(
+        Column("time", TIME_NS, "Event time of the point (time_unix_nano).", TIME_CODEC),
+        Column("start_time", TIME_NS, "Start of the aggregation window for sums and histograms; 0 for gauges.", TIME_CODEC),
+        Column("metric_name", LABEL, "Metric name."),
+        Column("description", LABEL, "Metric description."),
+        Column("unit", LABEL, "Unit, normalized to UCUM case-sensitive codes where known (ms, s, By, 1, %)."),
+        Column("kind", LABEL, "gauge, sum, histogram, exponential_histogram or summary."),
+        Column("temporality", LABEL, "delta, cumulative or unspecified (gauges and summaries)."),
+        Column("is_monotonic", BOOL, "Sum monotonicity (true for counters)."),
+        Column("value", FLOAT, "Gauge or sum value; NaN for other kinds.", "CODEC(Gorilla, ZSTD(1))"),
+        Column("count", UINT64, "Histogram, exponential histogram or summary count.", ZSTD),
+        Column("sum", OPT_FLOAT, "Histogram or summary sum; NULL when not reported.", ZSTD),
+        Column("min", OPT_FLOAT, "Histogram minimum; NULL when not reported.", ZSTD),
+        Column("max", OPT_FLOAT, "Histogram maximum; NULL when not reported.", ZSTD),
+        Column("bucket_bounds", FLOATS, "Explicit histogram upper bounds.", ZSTD),
+        Column("bucket_counts", COUNTS, "Explicit histogram bucket counts (len(bucket_bounds) + 1).", ZSTD),
+        Column("exp_scale", INT32, "Exponential histogram scale.", ZSTD),
+        Column("exp_zero_count", UINT64, "Exponential histogram zero bucket count.", ZSTD),
+        Column("exp_zero_threshold", FLOAT, "Exponential histogram zero threshold.", ZSTD),
+        Column("exp_positive_offset", INT32, "Index of the first positive bucket.", ZSTD),
+        Column("exp_positive_counts", COUNTS, "Positive bucket counts.", ZSTD),
+        Column("exp_negative_offset", INT32, "Index of the first negative bucket.", ZSTD),
+        Column("exp_negative_counts", COUNTS, "Negative bucket counts.", ZSTD),
+        Column("quantiles", FLOATS, "Summary quantiles (0..1).", ZSTD),
+        Column("quantile_values", FLOATS, "Summary values at those quantiles.", ZSTD),
+        Column("point_flags", UINT32, "OTLP DataPointFlags (1 = no recorded value).", ZSTD),
+        *_PROVENANCE,
+        Column(
+            "series_id",
+            UINT64,
+            "Stable series identity: cityHash64 of tenant, name, sorted resource and point attributes.",
+            default="cityHash64(tenant, metric_name, mapSort(resource_attributes), mapSort(attributes))",
+        ),
+    ),
+    order_by="(tenant, metric_name, series_id, time)",
+    partition_by="toDate(time)",
+    ttl_column="time",
+    indexes=(
+        "INDEX idx_attr_keys mapKeys(attributes) TYPE bloom_filter(0.01) GRANULARITY 1",
+        "INDEX idx_attr_values mapValues(attributes) TYPE bloom_filter(0.01) GRANULARITY 1",
+        "INDEX idx_service service_name TYPE set(100) GRANULARITY 4",
+    ),
+    reasons=(
+        "ORDER BY (tenant, metric_name, series_id, time): every query is per tenant, "
+        "SLO queries name a metric, and a series' points sit together in time order.",
+        "PARTITION BY toDate(time): retention drops whole days, and a time-range query "
+        "prunes partitions; the accept window keeps one insert from touching many days.",
+        "Bloom filters on attribute keys and values serve label filters that are not "
+        "in the sort key (the same choice as the Collector exporter).",
+        "Codecs: Delta for times, Gorilla for float values, ZSTD(1) elsewhere.",
+    ),
+)
+
+LOGS = Table(
+    name="log_records",
+    doc="One row per log record.",
+    columns=(
+        Column("time", TIME_NS, "Event time; the observed or received time when the record has none.", TIME_CODEC),
+        Column("observed_time", TIME_NS, "When the record was observed by the collection system.", TIME_CODEC),
+        Column("severity_number", UINT8, "OTLP severity number (0 unspecified, 1-24)."),
+        Column("severity_text", LABEL, "Severity text as sent."),
+        Column("body", TEXT, "Body; non-string bodies as JSON text.", ZSTD),
+        Column("event_name", LABEL, "OTLP event name."),
+        Column("trace_id", TEXT, "Trace id, lowercase hex; empty when absent.", ZSTD),
+        Column("span_id", TEXT, "Span id, lowercase hex; empty when absent.", ZSTD),
+        Column("record_flags", UINT32, "OTLP LogRecordFlags.", ZSTD),
+        *_PROVENANCE,
+    ),
+    order_by="(tenant, service_name, time)",
+    partition_by="toDate(time)",
+    ttl_column="time",
+    indexes=(
+        "INDEX idx_body body TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 1",
+        "INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1",
+        "INDEX idx_attr_keys mapKeys(attributes) TYPE bloom_filter(0.01) GRANULARITY 1",
+        "INDEX idx_attr_values mapValues(attributes) TYPE bloom_filter(0.01) GRANULARITY 1",
+    ),
+    reasons=(
+        "ORDER BY (tenant, service_name, time): log reads are per tenant and service over a time range.",
+        "tokenbf_v1 on body serves hasToken() searches, as in the Collector exporter.",
+    ),
+)
+
+TABLES: tuple[Table, ...] = (POINTS, LOGS)

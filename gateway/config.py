@@ -145,7 +145,15 @@ def _describe(err: dict) -> str:
     return f"{where}: {message}"
 
 
-def _expand_env(text: str, problems: list[str]) -> str:
+def _expand_env(node: object, problems: list[str]) -> object:
+    """Replace ${NAME} in string values (not comments, not keys)."""
+    if isinstance(node, dict):
+        return {key: _expand_env(value, problems) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_expand_env(value, problems) for value in node]
+    if not isinstance(node, str):
+        return node
+
     def replace(match: re.Match) -> str:
         name = match.group(1)
         if name not in os.environ:
@@ -153,18 +161,18 @@ def _expand_env(text: str, problems: list[str]) -> str:
             return ""
         return os.environ[name]
 
-    return _ENV.sub(replace, text)
+    return _ENV.sub(replace, node)
 
 
 def parse_config(text: str, source: str = "config") -> GatewayConfig:
-    problems: list[str] = []
-    expanded = _expand_env(text, problems)
     try:
-        data = yaml.safe_load(expanded) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(source, [f"not valid YAML: {exc}"]) from None
     if not isinstance(data, dict):
         raise ConfigError(source, ["the top level must be a mapping"])
+    problems: list[str] = []
+    data = _expand_env(data, problems)
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:

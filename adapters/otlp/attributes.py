@@ -5,8 +5,8 @@ keys a cache on the raw bytes of the KeyValue encodings (a tuple, so element
 boundaries are part of the key and one sender cannot make its bytes collide
 with another's set) and decodes each distinct set once.
 
-Non-string values become JSON text (numbers as JSON numbers, bytes as base64),
-which is what ClickHouse's JSON functions read back.
+Non-string values become text: numbers and booleans as JSON spells them, bytes
+as base64, arrays and maps as JSON, which ClickHouse's JSON functions read back.
 """
 
 from __future__ import annotations
@@ -76,6 +76,8 @@ def any_value_text(value) -> str:
         return str(value.int_value)
     if which == "double_value":
         return repr(value.double_value) if math.isfinite(value.double_value) else str(value.double_value)
+    if which == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode("ascii")
     return json.dumps(_json_value(value), separators=(",", ":"), ensure_ascii=False)
 
 

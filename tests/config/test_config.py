@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, GatewayConfig, load_config
+
+TESTDATA = Path(__file__).parent / "testdata"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def problems(name: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(TESTDATA / name)
+    return info.value.problems
+
+
+def test_the_example_config_is_valid_and_matches_the_defaults():
+    assert load_config(ROOT / "deploy" / "gateway.example.yaml") == GatewayConfig()
+
+
+def test_defaults_listen_on_localhost_only():
+    config = GatewayConfig()
+    endpoints = [config.receivers.otlp.grpc.endpoint, config.receivers.otlp.http.endpoint, config.admin.endpoint]
+    assert all(e.startswith("127.0.0.1:") for e in endpoints)
+
+
+def test_every_problem_is_listed_with_its_field():
+    assert problems("typos_and_bad_values.yaml") == [
+        "receivers.otlp.grpc.endpoint: port out of range in 'localhost:99999'",
+        "receivers.otlp.htttp: unknown key",
+        "limits.max_age: not a duration: 'fortnight' (use e.g. 250ms, 30s, 5m, 1h, 14d)",
+        "limits.max_pending_rows: Input should be greater than 0",
+        "store.batch.max_delay: Input should be greater than 0",
+        "store.regions.EU: url is required when backend is clickhouse",
+        "admin.endpont: unknown key",
+        "log_level: Input should be 'debug', 'info', 'warning' or 'error'",
+    ]
+
+
+def test_embedded_regions_need_their_own_database():
+    assert problems("two_embedded_regions_one_database.yaml") == [
+        "store: embedded regions share one data directory, so each needs its own database"
+    ]
+
+
+def test_environment_variables_fill_secrets(monkeypatch):
+    monkeypatch.setenv("GATEWAY_TEST_CH_URL", "http://user:secret@127.0.0.1:8123")
+    config = load_config(TESTDATA / "server_region_from_env.yaml")
+    assert config.store.regions["eu"].url == "http://user:secret@127.0.0.1:8123"
+
+
+def test_an_unset_environment_variable_is_a_problem(monkeypatch):
+    monkeypatch.delenv("GATEWAY_TEST_CH_URL", raising=False)
+    assert "environment variable GATEWAY_TEST_CH_URL is referenced but not set" in problems("server_region_from_env.yaml")
+
+
+def test_the_top_level_must_be_a_mapping():
+    assert problems("not_a_mapping.yaml") == ["the top level must be a mapping"]
+
+
+def test_check_config_command_exit_codes():
+    cli = [sys.executable, "-m", "gateway.cli", "check-config"]
+    ok = subprocess.run(cli + [str(ROOT / "deploy" / "gateway.example.yaml")], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.strip().endswith("gateway.example.yaml: ok")
+    bad = subprocess.run(cli + [str(TESTDATA / "typos_and_bad_values.yaml")], capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert "8 problem(s)" in bad.stderr and "receivers.otlp.htttp: unknown key" in bad.stderr

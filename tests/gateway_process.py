@@ -1,0 +1,124 @@
+"""A real gateway process for tests: its own ports, data directory and config."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+class GatewayProcess:
+    def __init__(self, workdir: Path, overrides: dict | None = None) -> None:
+        self.workdir = workdir
+        self.grpc_port, self.http_port, self.admin_port = free_port(), free_port(), free_port()
+        config = {
+            "receivers": {"otlp": {
+                "grpc": {"endpoint": f"127.0.0.1:{self.grpc_port}"},
+                "http": {"endpoint": f"127.0.0.1:{self.http_port}"},
+            }},
+            "store": {"path": str(workdir / "data"), "batch": {"max_delay": "50ms"}},
+            "admin": {"endpoint": f"127.0.0.1:{self.admin_port}"},
+        }
+        self.config = deep_merge(config, overrides or {})
+        self.config_path = workdir / "gateway.yaml"
+        self.config_path.write_text(yaml.safe_dump(self.config))
+        self.log_path = workdir / "gateway.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def grpc_endpoint(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def start(self, timeout: float = 60) -> GatewayProcess:
+        log = open(self.log_path, "ab")
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config_path)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.admin_url + "/readyz", timeout=2) as r:
+                    if r.status == 200 and (self.workdir / "data" / "admin.token").exists():
+                        return self
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"gateway not ready in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def token(self) -> str:
+        return (self.workdir / "data" / "admin.token").read_text().strip()
+
+    def query_raw(self, sql: str, fmt: str = "JSONEachRow", token: str | None = None) -> bytes:
+        request = urllib.request.Request(
+            self.admin_url + "/api/v1/sql",
+            data=json.dumps({"sql": sql, "format": fmt}).encode(),
+            headers={"Authorization": f"Bearer {token if token is not None else self.token()}"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.read()
+
+    def rows(self, sql: str) -> list[dict]:
+        return [json.loads(line) for line in self.query_raw(sql).decode().splitlines() if line]
+
+    def wait_rows(self, sql: str, count: int, timeout: float = 30) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        rows: list[dict] = []
+        while time.monotonic() < deadline:
+            rows = self.rows(sql)
+            if len(rows) >= count:
+                return rows
+            time.sleep(0.2)
+        return rows
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(self.admin_url + "/metrics", timeout=10) as r:
+            return r.read().decode()
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+from adapters.otlp.attributes import AttributeDecoder
+from adapters.otlp.metrics import decode_request, metrics_to_arrow
+from gateway.errors import QueryRefused, StoreRejected, StoreUnavailable
+from gateway.store.base import classify
+from schema import LOGS, POINTS, TABLES
+from schema.migrations import SchemaTooNew, latest_version
+from tests.adapters.otlp.helpers import NS, context
+
+NOW = 1_800_000_000 * NS
+
+
+def rows_of(store, sql: str) -> list[dict]:
+    out = store.query(store.guard_read(sql), "JSONEachRow").decode()
+    return [json.loads(line) for line in out.splitlines() if line]
+
+
+def points(values_and_attrs: list[tuple[float, list[tuple[str, str]]]], received_ns: int = NOW) -> pa.Table:
+    request = ExportMetricsServiceRequest()
+    rm = request.resource_metrics.add()
+    rm.resource.attributes.add(key="service.name").value.string_value = "api"
+    metric = rm.scope_metrics.add().metrics.add(name="requests", unit="1")
+    for i, (value, attrs) in enumerate(values_and_attrs):
+        dp = metric.sum.data_points.add(time_unix_nano=received_ns - (10 - i) * NS, as_double=value)
+        for key, text in attrs:
+            dp.attributes.add(key=key).value.string_value = text
+    raw = request.SerializeToString()
+    return metrics_to_arrow(decode_request(raw), context(received_ns), AttributeDecoder()).table
+
+
+def test_migrations_create_every_table_from_the_schema(store):
+    assert store.schema_version() == latest_version()
+    for table in TABLES:
+        found = rows_of(store, f"SELECT name, type FROM system.columns WHERE database = '{store.database}' AND table = '{table.name}'")
+        assert [(r["name"], r["type"]) for r in found] == [(c.name, c.type.clickhouse) for c in table.columns]
+
+
+def test_opening_again_applies_nothing_new(store, make_store):
+    again = make_store(store.database)
+    again.open()
+    assert rows_of(again, f"SELECT toString(count()) AS n FROM `{store.database}`.schema_migrations") == [{"n": str(latest_version())}]
+
+
+def test_a_newer_schema_is_refused_with_a_clear_message(store, make_store):
+    store.execute(f"INSERT INTO `{store.database}`.schema_migrations (version) VALUES ({latest_version() + 1})")
+    with pytest.raises(SchemaTooNew, match=r"has schema version \d+, but this gateway knows versions up to \d+; upgrade the gateway"):
+        make_store(store.database).open()
+
+
+def test_inserted_rows_read_back_exactly(store):
+    table = points([(5.0, [("route", "/a"), ("code", "200")]), (7.0, [("route", "/b")])])
+    store.insert(POINTS, table, "a" * 32)
+    rows = rows_of(store, f"SELECT metric_name, value, attributes, service_name, kind, temporality, toString(toUnixTimestamp64Nano(time)) AS t, tenant, region, source_kind FROM `{store.database}`.metric_points ORDER BY value")
+    assert rows == [
+        {"metric_name": "requests", "value": 5, "attributes": {"route": "/a", "code": "200"}, "service_name": "api",
+         "kind": "sum", "temporality": "unspecified", "t": str(NOW - 10 * NS), "tenant": "default", "region": "default", "source_kind": "otlp"},
+        {"metric_name": "requests", "value": 7, "attributes": {"route": "/b"}, "service_name": "api",
+         "kind": "sum", "temporality": "unspecified", "t": str(NOW - 9 * NS), "tenant": "default", "region": "default", "source_kind": "otlp"},
+    ]
+
+
+def test_series_id_ignores_attribute_order_and_separates_series(store):
+    table = points([(1.0, [("a", "1"), ("b", "2")]), (2.0, [("b", "2"), ("a", "1")]), (3.0, [("a", "1"), ("b", "3")])])
+    store.insert(POINTS, table, "b" * 32)
+    ids = [r["series_id"] for r in rows_of(store, f"SELECT toString(series_id) AS series_id FROM `{store.database}`.metric_points ORDER BY value")]
+    assert ids[0] == ids[1] != ids[2]
+    assert int(ids[0]) != 0
+
+
+def test_a_repeated_token_is_stored_once(store):
+    table = points([(1.0, [("k", "v")]), (2.0, [("k", "w")])])
+    store.insert(POINTS, table, "c" * 32)
+    store.insert(POINTS, table, "c" * 32)
+    assert rows_of(store, f"SELECT toString(count()) AS n FROM `{store.database}`.metric_points") == [{"n": "2"}]
+    store.insert(POINTS, table, "d" * 32)
+    assert rows_of(store, f"SELECT toString(count()) AS n FROM `{store.database}`.metric_points") == [{"n": "4"}]
+
+
+def test_a_batch_of_the_wrong_shape_is_rejected_permanently(store):
+    wrong = pa.table({"time": pa.array(["not a time"])})
+    with pytest.raises(StoreRejected):
+        store.insert(POINTS, wrong, "e" * 32)
+
+
+@pytest.mark.parametrize(
+    "sql, message",
+    [
+        ("INSERT INTO t VALUES (1)", "only read statements"),
+        ("DROP DATABASE system", "only read statements"),
+        ("SELECT 1; DROP TABLE x", "not one valid SQL statement"),
+        ("SELECT * FROM file('/etc/passwd', 'LineAsString')", "readonly"),
+        ("SELECT 1 INTO OUTFILE '/tmp/gateway-test-out'", "INTO OUTFILE is not allowed"),
+        ("SELECT 1 SETTINGS readonly = 0", "readonly"),
+    ],
+)
+def test_the_read_path_refuses_anything_but_one_read(store, sql, message):
+    with pytest.raises((QueryRefused, StoreRejected), match=message):
+        store.query(store.guard_read(sql), "CSV")
+
+
+def test_the_read_path_runs_reads(store):
+    assert store.query(store.guard_read("select 40 + 2 -- comment"), "CSV") == b"42\n"
+    assert b"metric_points" in store.query(store.guard_read(f"SHOW TABLES FROM `{store.database}`"), "CSV")
+
+
+def test_retention_sets_a_ttl(make_store):
+    s = make_store(retention_days=30)
+    s.open()
+    ddl = s.execute(f"SHOW CREATE TABLE `{s.database}`.{LOGS.name}").decode()
+    assert "TTL toDateTime(time) + toIntervalDay(30)" in ddl
+
+
+def test_errors_are_sorted_by_whether_a_retry_can_help():
+    assert isinstance(classify(RuntimeError("Code: 117. DB::Exception: Incorrect data")), StoreRejected)
+    assert isinstance(classify(RuntimeError("Code: 241. DB::Exception: Memory limit exceeded")), StoreUnavailable)
+    assert isinstance(classify(ConnectionError("connection refused")), StoreUnavailable)

@@ -6,15 +6,9 @@ import numpy as np
 import pyarrow as pa
 
 from adapters.base import AcceptWindow, IngestContext, Outcome
+from adapters.otlp.attributes import AttributeSets, service_name
 
-ATTRS_TYPE = pa.map_(pa.string(), pa.string())
 TIME_TYPE = pa.timestamp("ns", tz="UTC")
-
-
-def map_array(offsets: list[int], keys: list[str], values: list[str]) -> pa.MapArray:
-    return pa.MapArray.from_arrays(
-        pa.array(offsets, pa.int32()), pa.array(keys, pa.string()), pa.array(values, pa.string())
-    )
 
 
 def constant(value, type_: pa.DataType, n: int) -> pa.Array:
@@ -76,30 +70,31 @@ def flags_column(n: int, flags: dict[str, np.ndarray]) -> pa.ListArray:
 class Origins:
     """Distinct (resource, scope) pairs; rows point at one by index."""
 
-    def __init__(self) -> None:
+    def __init__(self, sets: AttributeSets) -> None:
+        self.sets = sets
+        self.resource: list[int] = []
         self.service: list[str] = []
         self.scope_name: list[str] = []
         self.scope_version: list[str] = []
-        self.keys: list[str] = []
-        self.values: list[str] = []
-        self.offsets: list[int] = [0]
 
-    def add(self, service: str, res_keys, res_values, scope_name: str, scope_version: str) -> int:
-        self.service.append(service)
+    def add(self, resource_set: int, scope_name: str, scope_version: str) -> int:
+        self.resource.append(resource_set)
+        self.service.append(service_name(self.sets.keys[resource_set], self.sets.values[resource_set]))
         self.scope_name.append(scope_name)
         self.scope_version.append(scope_version)
-        self.keys.extend(res_keys)
-        self.values.extend(res_values)
-        self.offsets.append(len(self.keys))
-        return len(self.service) - 1
+        return len(self.resource) - 1
 
-    def columns(self, index: pa.Array) -> dict[str, pa.Array]:
-        return {
-            "service_name": pa.array(self.service, pa.string()).take(index),
-            "resource_attributes": map_array(self.offsets, self.keys, self.values).take(index),
-            "scope_name": pa.array(self.scope_name, pa.string()).take(index),
-            "scope_version": pa.array(self.scope_version, pa.string()).take(index),
+    def columns(self, index: np.ndarray) -> tuple[dict[str, pa.Array], np.ndarray]:
+        """Per-row origin columns, and per-row resource attribute hashes."""
+        resources, hashes = self.sets.map_column(np.asarray(self.resource, np.int64)[index])
+        take = pa.array(index)
+        columns = {
+            "service_name": pa.array(self.service, pa.string()).take(take),
+            "resource_attributes": resources,
+            "scope_name": pa.array(self.scope_name, pa.string()).take(take),
+            "scope_version": pa.array(self.scope_version, pa.string()).take(take),
         }
+        return columns, hashes
 
 
 def provenance_columns(ctx: IngestContext, n: int) -> dict[str, pa.Array]:

@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 from adapters.base import AcceptWindow, AdaptResult, IngestContext
 from adapters.otlp import logs as otlp_logs
 from adapters.otlp import metrics as otlp_metrics
-from adapters.otlp.attributes import AttributeDecoder
+from adapters.otlp.attributes import AttributeSets
 from gateway.config import GatewayConfig
 from gateway.errors import BadRequest
 from gateway.store.regions import RegionStores
@@ -36,7 +36,7 @@ class Signal:
     noun: str
     table: Table
     decode: Callable[[bytes], object]
-    adapt: Callable[[object, IngestContext, AttributeDecoder], AdaptResult]
+    adapt: Callable[[object, IngestContext, AttributeSets], AdaptResult]
 
 
 SIGNALS = {
@@ -59,7 +59,7 @@ class IngestPipeline:
         self.config = config
         self.stores = stores
         self.telemetry = telemetry
-        self.decoder = AttributeDecoder()
+        self.attribute_sets = AttributeSets()
         limits = config.limits
         self.window = AcceptWindow(int(limits.max_age * NS), int(limits.max_future * NS))
         self.writers: dict[tuple[str, str], BatchWriter] = {}
@@ -94,7 +94,7 @@ class IngestPipeline:
             source_kind="otlp", source_id=source_id, batch_id=uuid.uuid4().hex,
             received_ns=time.time_ns(), window=self.window, region=self.default_region,
         )
-        result = signal.adapt(request, ctx, self.decoder)
+        result = signal.adapt(request, ctx, self.attribute_sets)
         for reason, n in result.outcome.rejected.items():
             self.telemetry.rejected(signal.name, ctx.source_kind, _reason_class(reason), n)
         await self.writers[(ctx.region, signal.table.name)].write(result.table, ctx.batch_id)

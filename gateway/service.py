@@ -69,10 +69,10 @@ class Gateway:
             return
         self._stopped = True
         log.info("shutting down: draining accepted data")
-        for receiver in (self.grpc, self.http):
-            if receiver is not None:
-                await receiver.shutdown()
-        await self.pipeline.shutdown()
+        # Receivers drain in-flight requests while the writers flush at once:
+        # those requests are waiting for exactly that flush to be answered.
+        receivers = [r.shutdown() for r in (self.grpc, self.http) if r is not None]
+        await asyncio.gather(*receivers, self.pipeline.shutdown())
         await self.admin.shutdown()
         for name in (TOKEN_FILE, RUNTIME_FILE):
             (self.runtime_dir / name).unlink(missing_ok=True)

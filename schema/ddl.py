@@ -25,8 +25,6 @@ def ident(name: str) -> str:
 
 def column_sql(col: Column) -> str:
     parts = [ident(col.name), col.type.clickhouse]
-    if col.default:
-        parts.append(f"DEFAULT {col.default}")
     if col.codec:
         parts.append(col.codec)
     parts.append("COMMENT " + quote(col.doc))

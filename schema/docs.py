@@ -13,8 +13,7 @@ from schema.model import TABLES, Table
 def render_table(table: Table) -> list[str]:
     lines = [f"## `{table.name}`", "", table.doc, "", "| column | ClickHouse type | meaning |", "| --- | --- | --- |"]
     for col in table.columns:
-        note = f" Computed by the store: `{col.default}`." if col.default else ""
-        lines.append(f"| `{col.name}` | `{col.type.clickhouse}` | {col.doc}{note} |")
+        lines.append(f"| `{col.name}` | `{col.type.clickhouse}` | {col.doc} |")
     lines += ["", f"PARTITION BY `{table.partition_by}`, ORDER BY `{table.order_by}`.", ""]
     lines += [f"- {reason}" for reason in table.reasons]
     lines.append("")

@@ -62,13 +62,7 @@ class Column:
     type: ColumnType
     doc: str
     codec: str = ""
-    # A ClickHouse expression computed by the store; such a column is never sent.
-    default: str = ""
     since: int = 1
-
-    @property
-    def computed(self) -> bool:
-        return bool(self.default)
 
 
 @dataclass(frozen=True)
@@ -90,8 +84,8 @@ class Table:
         raise KeyError(name)
 
     def sent_columns(self, version: int | None = None) -> list[Column]:
-        """Columns a writer supplies (everything not computed by the store)."""
-        return [c for c in self.columns if not c.computed and (version is None or c.since <= version)]
+        """Columns a writer supplies, optionally as of a schema version."""
+        return [c for c in self.columns if version is None or c.since <= version]
 
 
 ZSTD = "CODEC(ZSTD(1))"
@@ -146,15 +140,14 @@ POINTS = Table(
         Column(
             "series_id",
             UINT64,
-            "Stable series identity: cityHash64 of tenant, name, sorted resource and point attributes.",
-            default="cityHash64(tenant, metric_name, mapSort(resource_attributes), mapSort(attributes))",
+            "Series identity: a 64-bit id of tenant, metric name, resource and point attributes, "
+            "independent of attribute order (`adapters.series`).",
         ),
     ),
     order_by="(tenant, metric_name, series_id, time)",
     partition_by="toDate(time)",
     ttl_column="time",
     indexes=(
-        "INDEX idx_attr_keys mapKeys(attributes) TYPE bloom_filter(0.01) GRANULARITY 1",
         "INDEX idx_attr_values mapValues(attributes) TYPE bloom_filter(0.01) GRANULARITY 1",
         "INDEX idx_service service_name TYPE set(100) GRANULARITY 4",
     ),
@@ -163,8 +156,10 @@ POINTS = Table(
         "SLO queries name a metric, and a series' points sit together in time order.",
         "PARTITION BY toDate(time): retention drops whole days, and a time-range query "
         "prunes partitions; the accept window keeps one insert from touching many days.",
-        "Bloom filters on attribute keys and values serve label filters that are not "
-        "in the sort key (the same choice as the Collector exporter).",
+        "A bloom filter on attribute values serves label filters that are not in the "
+        "sort key. Unlike the Collector exporter there is none on keys: measured here it "
+        "cost 0.4 CPU-us per inserted row (the values filter 0.8, the whole insert 2.6) "
+        "and filtering on a key's mere presence is rare.",
         "Codecs: Delta for times, Gorilla for float values, ZSTD(1) elsewhere.",
     ),
 )
@@ -190,7 +185,6 @@ LOGS = Table(
     indexes=(
         "INDEX idx_body body TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 1",
         "INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1",
-        "INDEX idx_attr_keys mapKeys(attributes) TYPE bloom_filter(0.01) GRANULARITY 1",
         "INDEX idx_attr_values mapValues(attributes) TYPE bloom_filter(0.01) GRANULARITY 1",
     ),
     reasons=(

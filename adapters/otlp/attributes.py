@@ -1,9 +1,9 @@
 """Decoding OTLP attributes and AnyValues into the schema's text maps.
 
-Attribute sets repeat: a series sends the same set every interval. The decoder
-keys a cache on the raw bytes of the KeyValue encodings (a tuple, so element
-boundaries are part of the key and one sender cannot make its bytes collide
-with another's set) and decodes each distinct set once.
+Attribute sets repeat: a series sends the same set every interval.
+`AttributeSets` keys its registry on the raw bytes of the KeyValue encodings (a
+tuple, so element boundaries are part of the key and one sender cannot make
+its bytes collide with another's set) and decodes each distinct set once.
 
 Non-string values become text: numbers and booleans as JSON spells them, bytes
 as base64, arrays and maps as JSON, which ClickHouse's JSON functions read back.
@@ -15,12 +15,14 @@ import base64
 import json
 import math
 
+import numpy as np
+import pyarrow as pa
 from google.protobuf.message import DecodeError
 
 from adapters.otlp import wire
+from adapters.series import pairs_hash
 
 Decoded = tuple[tuple[str, ...], tuple[str, ...]]
-EMPTY: Decoded = ((), ())
 
 
 class InvalidAttributes(ValueError):
@@ -100,23 +102,86 @@ def decode_uncached(raw: tuple[bytes, ...]) -> Decoded:
     return keys, values
 
 
-class AttributeDecoder:
-    """Decodes raw KeyValue tuples to (keys, values), caching distinct sets."""
+class AttributeSets:
+    """Distinct attribute sets, each decoded once and given a small integer id.
 
-    def __init__(self, max_entries: int = 200_000) -> None:
-        self._cache: dict[tuple[bytes, ...], Decoded] = {}
-        self._max = max_entries
+    Rows keep only the id. `map_column` builds the Arrow map column by taking
+    rows from an Arrow array of every known set (a C++ gather), so in steady
+    state no row costs a Python string conversion. Sets first seen since the
+    last compaction are built per request until the array is compacted again,
+    which happens when the registry stops growing or has grown by half: a
+    geometric schedule, so the copying stays linear in the number of sets.
+
+    Each set's order-insensitive hash feeds the series id. The registry is
+    reset whole when it grows past `max_sets`, and only between requests
+    (`begin`), so ids stay valid while a request is being adapted.
+    """
+
+    def __init__(self, max_sets: int = 200_000) -> None:
+        self._max = max_sets
+        self._reset()
+
+    def _reset(self) -> None:
+        self.ids: dict[tuple[bytes, ...], int] = {(): 0}
+        self.keys: list[tuple[str, ...]] = [()]
+        self.values: list[tuple[str, ...]] = [()]
+        self.hashes: list[int] = [pairs_hash((), ())]
+        self._compacted = self._build(range(1))
+        self._compacted_hashes = np.asarray(self.hashes, np.uint64)
+        self._seen = 1
+
+    def begin(self) -> None:
+        """Call before adapting a request."""
+        if len(self.ids) > self._max:
+            self._reset()
+
+    def id_of(self, raw: tuple[bytes, ...]) -> int:
+        """Id of a raw attribute tuple; raises InvalidAttributes."""
+        found = self.ids.get(raw)
+        return found if found is not None else self._add(raw)
+
+    def _add(self, raw: tuple[bytes, ...]) -> int:
+        keys, values = decode_uncached(raw)
+        new = len(self.keys)
+        self.keys.append(keys)
+        self.values.append(values)
+        self.hashes.append(pairs_hash(keys, values))
+        self.ids[raw] = new
+        return new
 
     def decode(self, raw: tuple[bytes, ...]) -> Decoded:
-        hit = self._cache.get(raw)
-        if hit is not None:
-            return hit
-        if not raw:
-            return EMPTY
-        decoded = decode_uncached(raw)
-        if len(self._cache) >= self._max:
-            # A full cache is dropped whole: cheaper than LRU bookkeeping per
-            # point, and a steady set of series refills it within one interval.
-            self._cache.clear()
-        self._cache[raw] = decoded
-        return decoded
+        set_id = self.id_of(raw)
+        return self.keys[set_id], self.values[set_id]
+
+    def _build(self, set_ids) -> pa.MapArray:
+        keys: list[str] = []
+        values: list[str] = []
+        offsets = [0]
+        for set_id in set_ids:
+            keys.extend(self.keys[set_id])
+            values.extend(self.values[set_id])
+            offsets.append(len(keys))
+        return pa.MapArray.from_arrays(
+            pa.array(offsets, pa.int32()), pa.array(keys, pa.string()), pa.array(values, pa.string())
+        )
+
+    def _compact_if_due(self) -> None:
+        known, compacted = len(self.keys), len(self._compacted)
+        grew, self._seen = known != self._seen, known
+        pending = known - compacted
+        if pending and (not grew or pending >= max(4096, compacted // 2)):
+            self._compacted = pa.concat_arrays([self._compacted, self._build(range(compacted, known))])
+            self._compacted_hashes = np.asarray(self.hashes, np.uint64)
+
+    def map_column(self, ids: list[int]) -> tuple[pa.MapArray, np.ndarray]:
+        """(map column, per-row set hashes) for a column of set ids."""
+        rows = np.asarray(ids, dtype=np.int64)
+        self._compact_if_due()
+        compacted = len(self._compacted)
+        if rows.size == 0 or rows.max() < compacted:
+            return self._compacted.take(pa.array(rows)), self._compacted_hashes[rows]
+        unique, inverse = np.unique(rows, return_inverse=True)
+        old, new = unique[unique < compacted], unique[unique >= compacted].tolist()
+        distinct = pa.concat_arrays([self._compacted.take(pa.array(old)), self._build(new)])
+        hashes = np.concatenate([self._compacted_hashes[old], np.asarray([self.hashes[i] for i in new], np.uint64)])
+        return distinct.take(pa.array(inverse)), hashes[inverse]

@@ -18,14 +18,13 @@ from adapters.columns import (
     apply_rejections,
     flags_column,
     index_masks,
-    map_array,
     provenance_columns,
     time_array,
     times,
     window_masks,
 )
 from adapters.otlp import wire
-from adapters.otlp.attributes import AttributeDecoder, InvalidAttributes, any_value_text, service_name
+from adapters.otlp.attributes import AttributeSets, InvalidAttributes, any_value_text
 from schema import LOGS, arrow_schema
 
 LOGS_SCHEMA = arrow_schema(LOGS)
@@ -36,16 +35,14 @@ decode_request = wire.LogsRequest.FromString
 class _Records:
     TEXT = ("severity_text", "body", "event_name", "trace_id", "span_id")
 
-    def __init__(self, decoder: AttributeDecoder) -> None:
-        self.decode = decoder.decode
+    def __init__(self, sets: AttributeSets) -> None:
+        self.sets = sets
         self.time: list[int] = []
         self.observed: list[int] = []
         self.severity: list[int] = []
         self.flags: list[int] = []
         self.text: dict[str, list[str]] = {name: [] for name in self.TEXT}
-        self.keys: list[str] = []
-        self.values: list[str] = []
-        self.offsets: list[int] = [0]
+        self.attr_ids: list[int] = []
         self.origin: list[int] = []
         self.bad: dict[int, str] = {}
 
@@ -61,15 +58,13 @@ class _Records:
         self.origin.append(origin)
         try:
             fields = _record_text(record)
-            keys, values = self.decode(tuple(record.attributes))
+            set_id = self.sets.id_of(tuple(record.attributes))
         except (InvalidAttributes, ValueError) as exc:
             self.bad[row] = str(exc)
-            fields, keys, values = ("",) * len(self.TEXT), (), ()
+            fields, set_id = ("",) * len(self.TEXT), 0
         for name, value in zip(self.TEXT, fields):
             self.text[name].append(value)
-        self.keys.extend(keys)
-        self.values.extend(values)
-        self.offsets.append(len(self.keys))
+        self.attr_ids.append(set_id)
 
 
 def _hex_id(raw: bytes, size: int, name: str) -> str:
@@ -107,15 +102,17 @@ def _finish(records: _Records, origins: Origins, ctx: IngestContext, outcome: Ou
     masks = window_masks(effective, ctx.window, ctx.received_ns, "log time")
     masks.update(index_masks(n, records.bad))
     keep = apply_rejections(n, masks, outcome)
+    attributes, _ = records.sets.map_column(records.attr_ids)
+    origin_cols, _ = origins.columns(np.asarray(records.origin, np.int32))
     cols: dict[str, pa.Array] = {
         "time": time_array(effective),
         "observed_time": time_array(times(records.observed)),
         "severity_number": pa.array(records.severity, pa.uint8()),
         "record_flags": pa.array(records.flags, pa.uint32()),
-        "attributes": map_array(records.offsets, records.keys, records.values),
+        "attributes": attributes,
         "quality_flags": flags_column(n, flags),
         **{name: pa.array(values, pa.string()) for name, values in records.text.items()},
-        **origins.columns(pa.array(records.origin, pa.int32())),
+        **origin_cols,
         **provenance_columns(ctx, n),
     }
     table = pa.Table.from_arrays([cols[f.name] for f in LOGS_SCHEMA], schema=LOGS_SCHEMA)
@@ -124,24 +121,24 @@ def _finish(records: _Records, origins: Origins, ctx: IngestContext, outcome: Ou
     return table if keep.all() else table.filter(pa.array(keep))
 
 
-def logs_to_arrow(request, ctx: IngestContext, decoder: AttributeDecoder) -> AdaptResult:
+def logs_to_arrow(request, ctx: IngestContext, sets: AttributeSets) -> AdaptResult:
     """Map a (lenient) ExportLogsServiceRequest to one `log_records` table."""
+    sets.begin()
     outcome = Outcome()
-    origins, records = Origins(), _Records(decoder)
+    origins, records = Origins(sets), _Records(sets)
     for rl in request.resource_logs:
         try:
-            res_keys, res_values = decoder.decode(tuple(rl.resource.attributes))
+            resource = sets.id_of(tuple(rl.resource.attributes))
         except InvalidAttributes as exc:
             outcome.reject(f"resource attributes: {exc}", sum(len(sl.log_records) for sl in rl.scope_logs))
             continue
-        service = service_name(res_keys, res_values)
         for sl in rl.scope_logs:
             try:
                 scope = (sl.scope.name.decode("utf-8"), sl.scope.version.decode("utf-8"))
             except UnicodeDecodeError:
                 outcome.reject("scope name or version is not valid UTF-8", len(sl.log_records))
                 continue
-            origin = origins.add(service, res_keys, res_values, *scope)
+            origin = origins.add(resource, *scope)
             for record in sl.log_records:
                 records.add(record, origin)
     table = _finish(records, origins, ctx, outcome) if len(records) else LOGS_SCHEMA.empty_table()

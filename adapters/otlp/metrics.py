@@ -24,14 +24,14 @@ from adapters.columns import (
     apply_rejections,
     flags_column,
     index_masks,
-    map_array,
     provenance_columns,
     time_array,
     times,
     window_masks,
 )
 from adapters.otlp import wire
-from adapters.otlp.attributes import AttributeDecoder, InvalidAttributes, service_name
+from adapters.otlp.attributes import AttributeSets, InvalidAttributes
+from adapters.series import series_ids, text_hash
 from adapters.units import normalize_unit
 from schema import POINTS, arrow_schema
 
@@ -50,10 +50,13 @@ class _Metas:
             "metric_name": [], "description": [], "unit": [], "kind": [], "temporality": [], "is_monotonic": [],
         }
 
+        self.name_hashes: list[int] = []
+
     def add(self, name: str, description: str, unit: str, kind: str, temporality: str, monotonic: bool) -> int:
         for col, value in zip(self.cols.values(), (name, description, unit, kind, temporality, monotonic)):
             col.append(value)
-        return len(self.cols["metric_name"]) - 1
+        self.name_hashes.append(text_hash(name))
+        return len(self.name_hashes) - 1
 
     def columns(self, index: pa.Array) -> dict[str, pa.Array]:
         return {name: pa.array(values, POINTS_SCHEMA.field(name).type).take(index) for name, values in self.cols.items()}
@@ -62,14 +65,12 @@ class _Metas:
 class _Points:
     """Columns every kind has; subclasses add their own and their walk."""
 
-    def __init__(self, decoder: AttributeDecoder) -> None:
-        self.decode = decoder.decode
+    def __init__(self, sets: AttributeSets) -> None:
+        self.sets = sets
         self.time: list[int] = []
         self.start: list[int] = []
         self.flags: list[int] = []
-        self.keys: list[str] = []
-        self.values: list[str] = []
-        self.offsets: list[int] = [0]
+        self.attr_ids: list[int] = []
         self.meta: list[int] = []
         self.origin: list[int] = []
         self.bad: dict[int, str] = {}
@@ -77,21 +78,18 @@ class _Points:
     def __len__(self) -> int:
         return len(self.time)
 
-    def _attributes(self, raw: tuple[bytes, ...]) -> None:
+    def _attributes(self, raw: tuple[bytes, ...]) -> int:
         try:
-            keys, values = self.decode(raw)
+            return self.sets.id_of(raw)
         except InvalidAttributes as exc:
-            self.bad[len(self.time) - 1] = f"attributes: {exc}"
-            keys, values = (), ()
-        self.keys.extend(keys)
-        self.values.extend(values)
-        self.offsets.append(len(self.keys))
+            self.bad[len(self.attr_ids)] = f"attributes: {exc}"
+            return 0
 
     def _common(self, dp) -> None:
         self.time.append(dp.time_unix_nano)
         self.start.append(dp.start_time_unix_nano)
         self.flags.append(dp.flags)
-        self._attributes(tuple(dp.attributes))
+        self.attr_ids.append(self._attributes(tuple(dp.attributes)))
 
     def add(self, points, meta: int, origin: int) -> None:
         before = len(self.time)
@@ -112,16 +110,15 @@ class _Points:
 
 
 class _Numbers(_Points):
-    def __init__(self, decoder: AttributeDecoder) -> None:
-        super().__init__(decoder)
+    def __init__(self, sets: AttributeSets) -> None:
+        super().__init__(sets)
         self.value: list[float] = []
         self.missing: list[int] = []
 
     def walk(self, points) -> None:
         # The hottest loop of the gateway: locals and bound methods on purpose.
         t_app, s_app, f_app, v_app = self.time.append, self.start.append, self.flags.append, self.value.append
-        decode, keys_ext, vals_ext, off_app = self.decode, self.keys.extend, self.values.extend, self.offsets.append
-        keys = self.keys
+        id_app, known = self.attr_ids.append, self.sets.ids.get
         for dp in points:
             t_app(dp.time_unix_nano)
             s_app(dp.start_time_unix_nano)
@@ -134,14 +131,9 @@ class _Numbers(_Points):
             else:
                 v_app(NAN)
                 self.missing.append(len(self.value) - 1)
-            try:
-                k, v = decode(tuple(dp.attributes))
-            except InvalidAttributes as exc:
-                self.bad[len(self.time) - 1] = f"attributes: {exc}"
-                k, v = (), ()
-            keys_ext(k)
-            vals_ext(v)
-            off_app(len(keys))
+            raw = tuple(dp.attributes)
+            set_id = known(raw)
+            id_app(set_id if set_id is not None else self._attributes(raw))
 
     def kind_columns(self) -> dict[str, pa.Array]:
         return {"value": pa.array(self.value, pa.float64())}
@@ -164,8 +156,8 @@ def _opt(dp, name: str):
 
 
 class _Histograms(_Points):
-    def __init__(self, decoder: AttributeDecoder) -> None:
-        super().__init__(decoder)
+    def __init__(self, sets: AttributeSets) -> None:
+        super().__init__(sets)
         self.cols: dict[str, list] = {k: [] for k in ("count", "sum", "min", "max", "bucket_bounds", "bucket_counts")}
 
     def walk(self, points) -> None:
@@ -198,8 +190,8 @@ class _ExpHistograms(_Points):
         "exp_positive_offset", "exp_positive_counts", "exp_negative_offset", "exp_negative_counts",
     )
 
-    def __init__(self, decoder: AttributeDecoder) -> None:
-        super().__init__(decoder)
+    def __init__(self, sets: AttributeSets) -> None:
+        super().__init__(sets)
         self.cols: dict[str, list] = {k: [] for k in self.NAMES}
 
     def walk(self, points) -> None:
@@ -219,8 +211,8 @@ class _ExpHistograms(_Points):
 
 
 class _Summaries(_Points):
-    def __init__(self, decoder: AttributeDecoder) -> None:
-        super().__init__(decoder)
+    def __init__(self, sets: AttributeSets) -> None:
+        super().__init__(sets)
         self.cols: dict[str, list] = {k: [] for k in ("count", "sum", "quantiles", "quantile_values")}
 
     def walk(self, points) -> None:
@@ -247,13 +239,14 @@ _BUILDERS = {
 
 
 def _default(field: pa.Field, n: int) -> pa.Array:
+    """The column a kind does not use: NULL, NaN for value, empty lists, zeros."""
     if field.nullable:
         return pa.nulls(n, field.type)
-    if pa.types.is_floating(field.type):
-        return pa.repeat(pa.scalar(NAN if field.name == "value" else 0.0, field.type), n)
     if pa.types.is_list(field.type):
-        return pa.repeat(pa.scalar([], field.type), n)
-    return pa.repeat(pa.scalar(0 if not pa.types.is_string(field.type) else "", field.type), n)
+        return pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], field.type.value_type))
+    if field.name == "value":
+        return pa.array(np.full(n, NAN))
+    return pa.array(np.zeros(n, field.type.to_pandas_dtype()), field.type)
 
 
 def _finish(points: _Points, metas: _Metas, origins: Origins, ctx: IngestContext, outcome: Outcome) -> pa.Table:
@@ -264,16 +257,20 @@ def _finish(points: _Points, metas: _Metas, origins: Origins, ctx: IngestContext
     masks.update(rejects)
     masks.update(index_masks(n, points.bad))
     keep = apply_rejections(n, masks, outcome)
-    meta_idx = pa.array(points.meta, pa.int32())
-    origin_idx = pa.array(points.origin, pa.int32())
+    meta_idx = np.asarray(points.meta, np.int32)
+    origin_idx = np.asarray(points.origin, np.int32)
+    attributes, attr_hashes = points.sets.map_column(points.attr_ids)
+    origin_cols, resource_hashes = origins.columns(origin_idx)
+    names = np.asarray(metas.name_hashes, np.uint64)[meta_idx]
     cols: dict[str, pa.Array] = {
         "time": time_array(event),
         "start_time": time_array(times(points.start)),
         "point_flags": pa.array(points.flags, pa.uint32()),
-        "attributes": map_array(points.offsets, points.keys, points.values),
+        "attributes": attributes,
+        "series_id": pa.array(series_ids(ctx.tenant, names, resource_hashes, attr_hashes)),
         "quality_flags": flags_column(n, flags),
-        **metas.columns(meta_idx),
-        **origins.columns(origin_idx),
+        **metas.columns(pa.array(meta_idx)),
+        **origin_cols,
         **provenance_columns(ctx, n),
         **points.kind_columns(),
     }
@@ -297,22 +294,22 @@ def _scope_points(sm) -> int:
     return sum(_point_count(m) for m in sm.metrics)
 
 
-def metrics_to_arrow(request, ctx: IngestContext, decoder: AttributeDecoder) -> AdaptResult:
+def metrics_to_arrow(request, ctx: IngestContext, sets: AttributeSets) -> AdaptResult:
     """Map a (lenient) ExportMetricsServiceRequest to one `metric_points` table."""
+    sets.begin()
     outcome = Outcome()
-    origins, metas = Origins(), _Metas()
-    builders = {kind: cls(decoder) for kind, cls in _BUILDERS.items() if kind != "sum"}
+    origins, metas = Origins(sets), _Metas()
+    builders = {kind: cls(sets) for kind, cls in _BUILDERS.items() if kind != "sum"}
     builders["sum"] = builders["gauge"]
     for rm in request.resource_metrics:
         try:
-            res_keys, res_values = decoder.decode(tuple(rm.resource.attributes))
+            resource = sets.id_of(tuple(rm.resource.attributes))
         except InvalidAttributes as exc:
             outcome.reject(f"resource attributes: {exc}", sum(_scope_points(sm) for sm in rm.scope_metrics))
             continue
-        service = service_name(res_keys, res_values)
         for sm in rm.scope_metrics:
             try:
-                origin = origins.add(service, res_keys, res_values, _text(sm.scope.name), _text(sm.scope.version))
+                origin = origins.add(resource, _text(sm.scope.name), _text(sm.scope.version))
             except UnicodeDecodeError:
                 outcome.reject("scope name or version is not valid UTF-8", _scope_points(sm))
                 continue

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, GatewayConfig, load_config
+from pydantic import BaseModel
+
+from gateway.config import ConfigError, GatewayConfig, RegionConfig, load_config
 
 TESTDATA = Path(__file__).parent / "testdata"
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,3 +71,23 @@ def test_check_config_command_exit_codes():
     bad = subprocess.run(cli + [str(TESTDATA / "typos_and_bad_values.yaml")], capture_output=True, text=True)
     assert bad.returncode == 1
     assert "8 problem(s)" in bad.stderr and "receivers.otlp.htttp: unknown key" in bad.stderr
+
+
+def _fields(model, prefix: str = "") -> list[str]:
+    out = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        path = f"{prefix}{name}"
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            out += _fields(annotation, path + ".")
+        elif name == "regions":
+            out += _fields(RegionConfig, path + ".<name>.")
+        else:
+            out.append(path)
+    return out
+
+
+def test_the_readme_reference_names_every_config_key():
+    readme = (ROOT / "README.md").read_text()
+    missing = [path for path in _fields(GatewayConfig) if f"| `{path}` |" not in readme]
+    assert missing == []

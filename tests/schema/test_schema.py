@@ -20,16 +20,16 @@ def test_schema_reference_is_generated_from_the_model():
 def test_arrow_schema_has_every_sent_column_in_order():
     for table in TABLES:
         schema = arrow_schema(table)
-        assert schema.names == [c.name for c in table.columns if not c.computed]
+        assert schema.names == [c.name for c in table.columns]
     assert arrow_schema(POINTS).field("time").type == pa.timestamp("ns", tz="UTC")
     assert arrow_schema(POINTS).field("sum").nullable and not arrow_schema(POINTS).field("value").nullable
-    assert "series_id" not in arrow_schema(POINTS).names
+    assert arrow_schema(POINTS).field("series_id").type == pa.uint64()
 
 
 def test_ddl_carries_types_codecs_order_and_dedup_window():
     ddl = create_table("telemetry", POINTS)
     assert "`time` DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1))" in ddl
-    assert "`series_id` UInt64 DEFAULT cityHash64(tenant, metric_name, mapSort(resource_attributes), mapSort(attributes))" in ddl
+    assert "`attributes` Map(LowCardinality(String), String) CODEC(ZSTD(1))" in ddl
     assert "ORDER BY (tenant, metric_name, series_id, time)" in ddl
     assert "non_replicated_deduplication_window = 10000" in ddl
     assert "ORDER BY (tenant, service_name, time)" in create_table("telemetry", LOGS)

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from adapters.otlp.attributes import AttributeDecoder
+from adapters.otlp.attributes import AttributeSets
 from adapters.otlp.metrics import decode_request, metrics_to_arrow
 from gateway.errors import QueryRefused, StoreRejected, StoreUnavailable
 from gateway.store.base import classify
@@ -32,7 +32,7 @@ def points(values_and_attrs: list[tuple[float, list[tuple[str, str]]]], received
         for key, text in attrs:
             dp.attributes.add(key=key).value.string_value = text
     raw = request.SerializeToString()
-    return metrics_to_arrow(decode_request(raw), context(received_ns), AttributeDecoder()).table
+    return metrics_to_arrow(decode_request(raw), context(received_ns), AttributeSets()).table
 
 
 def test_migrations_create_every_table_from_the_schema(store):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from adapters.otlp.attributes import AttributeDecoder
+from adapters.otlp.attributes import AttributeSets
 from adapters.otlp.logs import decode_request, logs_to_arrow
 from schema import LOGS, arrow_schema
 from tests.adapters.otlp.helpers import NS, TESTDATA, context
@@ -12,7 +12,7 @@ NOW = 1_800_000_000 * NS
 
 
 def adapt(raw: bytes, received_ns: int = NOW):
-    return logs_to_arrow(decode_request(raw), context(received_ns), AttributeDecoder())
+    return logs_to_arrow(decode_request(raw), context(received_ns), AttributeSets())
 
 
 def sdk_bytes() -> bytes:

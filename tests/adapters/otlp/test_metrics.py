@@ -7,7 +7,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from adapters.otlp.attributes import AttributeDecoder
+from adapters.otlp.attributes import AttributeSets
 from adapters.otlp.metrics import decode_request, metrics_to_arrow
 from schema import POINTS, arrow_schema
 from tests.adapters.otlp.helpers import NS, TESTDATA, context
@@ -20,8 +20,8 @@ def sdk_request():
     return decode_request((TESTDATA / "sdk_metrics.binpb").read_bytes())
 
 
-def adapt(request, received_ns: int = NOW, decoder: AttributeDecoder | None = None):
-    return metrics_to_arrow(request, context(received_ns), decoder or AttributeDecoder())
+def adapt(request, received_ns: int = NOW, sets: AttributeSets | None = None):
+    return metrics_to_arrow(request, context(received_ns), sets or AttributeSets())
 
 
 def sdk_received_ns() -> int:
@@ -187,9 +187,9 @@ def test_attribute_cache_keeps_element_boundaries():
     # element, must not share a cache entry (the second parses as one pair).
     one = KeyValue(key="a", value=AnyValue(string_value="1")).SerializeToString()
     two = KeyValue(key="b", value=AnyValue(string_value="2")).SerializeToString()
-    decoder = AttributeDecoder()
-    assert decoder.decode((one, two)) == (("a", "b"), ("1", "2"))
-    assert decoder.decode((one + two,)) == (("b",), ("2",))
+    sets = AttributeSets()
+    assert sets.decode((one, two)) == (("a", "b"), ("1", "2"))
+    assert sets.decode((one + two,)) == (("b",), ("2",))
 
 
 def test_non_string_values_become_json_text():

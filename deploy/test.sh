@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Run the whole test suite, installing everything it needs first.
+# Usage: bash deploy/test.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source deploy/setup-venv.sh test
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,68 @@
+"""Bounded OTLP load generator: pre-encoded requests, several concurrent senders.
+
+Every request is sent once; the run stops by itself when they are all answered
+(or when `deadline_s` passes). Only loopback targets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import grpc
+
+METRICS_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+LOGS_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    failures: int
+    seconds: float
+    errors: list[str]
+
+
+async def _drive(payloads: list[bytes], concurrency: int, send, deadline_s: float) -> LoadResult:
+    queue = list(reversed(payloads))
+    failures, errors = 0, []
+    stop_at = time.monotonic() + deadline_s
+
+    async def worker() -> None:
+        nonlocal failures
+        while queue and time.monotonic() < stop_at:
+            payload = queue.pop()
+            try:
+                await send(payload)
+            except Exception as exc:  # counted and reported, the run goes on
+                failures += 1
+                if len(errors) < 5:
+                    errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return LoadResult(len(payloads) - len(queue), failures, time.perf_counter() - started, errors)
+
+
+async def grpc_load(endpoint: str, payloads: list[bytes], concurrency: int, method: str = METRICS_METHOD,
+                    deadline_s: float = 300) -> LoadResult:
+    assert endpoint.startswith(("127.", "localhost", "[::1]")), "load only loopback targets"
+    options = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    async with grpc.aio.insecure_channel(endpoint, options=options) as channel:
+        call = channel.unary_unary(method)
+        return await _drive(payloads, concurrency, lambda p: call(p, timeout=60), deadline_s)
+
+
+async def http_load(url: str, payloads: list[bytes], concurrency: int, deadline_s: float = 300) -> LoadResult:
+    assert url.startswith(("http://127.", "http://localhost")), "load only loopback targets"
+    headers = {"Content-Type": "application/x-protobuf"}
+    async with aiohttp.ClientSession() as session:
+        async def send(payload: bytes) -> None:
+            async with session.post(url, data=payload, headers=headers) as response:
+                await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"HTTP {response.status}")
+
+        return await _drive(payloads, concurrency, send, deadline_s)

@@ -1,0 +1,158 @@
+"""End-to-end ingest benchmark: prints every figure in one run.
+
+    python -m loadtest.run                 # defaults: 200 requests x 2000 points, 10 attributes
+    python -m loadtest.run --requests 100  # quicker
+
+It starts a real gateway on the embedded store (fresh data directory, loopback
+ports), drives it with pre-encoded OTLP requests from several concurrent
+senders, and reports for OTLP/gRPC and OTLP/HTTP metrics and for OTLP/gRPC
+logs: items/s end to end (a request counts when it is acknowledged, which
+happens once its rows are in the store), gateway CPU-seconds per million
+items, and the gateway's peak RSS. Then it inserts the same rows from prebuilt
+Arrow tables straight into chDB in this process: the store's own ceiling, and
+the ratio between the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pyarrow as pa
+
+from adapters.otlp.attributes import AttributeSets
+from adapters.otlp.metrics import decode_request, metrics_to_arrow
+from adapters.base import AcceptWindow, IngestContext
+from loadtest.otlp_load import LOGS_METHOD, grpc_load, http_load
+from loadtest.payloads import logs_requests, metrics_requests
+from tests.gateway_process import GatewayProcess
+
+
+class Sampler:
+    """Samples a process's RSS in the background; keeps the peak."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self.proc.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.05)
+
+    def cpu(self) -> float:
+        times = self.proc.cpu_times()
+        return times.user + times.system
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def settle(gateway: GatewayProcess, timeout: float = 120) -> None:
+    """Wait for background merges to finish so one phase's merges are not billed to the next."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if gateway.rows("SELECT toString(count()) AS n FROM system.merges") == [{"n": "0"}]:
+            return
+        time.sleep(0.5)
+
+
+def measure(gateway: GatewayProcess, sampler: Sampler, label: str, per_request: int, run) -> dict:
+    """Run one load phase; only acknowledged requests count."""
+    settle(gateway)
+    cpu0 = sampler.cpu()
+    result = asyncio.run(run)
+    cpu = sampler.cpu() - cpu0
+    sent_items = per_request * (result.requests - result.failures)
+    rate = sent_items / result.seconds
+    figures = {
+        "label": label, "items": sent_items, "seconds": result.seconds, "rate": rate,
+        "cpu_per_million": cpu / sent_items * 1e6, "failures": result.failures,
+    }
+    print(f"{label:34s} {rate:>12,.0f} /s  {figures['cpu_per_million']:6.2f} CPU-s per million  "
+          f"({sent_items:,} in {result.seconds:.2f}s, {result.failures} failed requests)")
+    for error in result.errors:
+        print(f"    error: {error}")
+    return figures
+
+
+def store_ceiling(payloads: list[bytes], batch_rows: int) -> tuple[float, float]:
+    """Rows/s and CPU-s per million inserting prebuilt Arrow tables into chDB."""
+    from gateway.store.embedded import EmbeddedStore
+
+    sets = AttributeSets()
+    ctx = IngestContext("otlp", "bench", "0" * 32, time.time_ns(), AcceptWindow(max_age_ns=10**18))
+    tables = [metrics_to_arrow(decode_request(p), ctx, sets).table for p in payloads]
+    whole = pa.concat_tables(tables)
+    batches = [whole.slice(i, batch_rows) for i in range(0, whole.num_rows, batch_rows)]
+    with tempfile.TemporaryDirectory() as tmp:
+        store = EmbeddedStore("default", "ceiling", Path(tmp))
+        store.open()
+        from schema import POINTS
+
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for i, batch in enumerate(batches):
+            store.insert(POINTS, batch, f"{i:032x}")
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        store.close()
+    return whole.num_rows / seconds, cpu / whole.num_rows * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--points", type=int, default=2000, help="data points per request")
+    parser.add_argument("--series", type=int, default=20000, help="distinct attribute sets")
+    parser.add_argument("--attributes", type=int, default=10, help="attributes per point")
+    # 24 senders x 2000 points in flight: about what a Collector's otlp exporter
+    # keeps in flight with its defaults (10 consumers x 8192-point batches).
+    parser.add_argument("--concurrency", type=int, default=24)
+    parser.add_argument("--log-records", type=int, default=1000, help="log records per request")
+    args = parser.parse_args()
+
+    print(f"building {args.requests} requests x {args.points} points, {args.attributes} attributes, {args.series} series ...")
+    payloads = metrics_requests(args.requests, args.points, args.series, args.attributes)
+    warmup = metrics_requests(max(1, args.series // args.points), args.points, args.series, args.attributes)
+    logs = logs_requests(args.requests, args.log_records)
+    per_request = args.points // 10 * 10
+
+    with tempfile.TemporaryDirectory() as tmp:
+        gateway = GatewayProcess(Path(tmp), {"log_level": "warning"}).start()
+        sampler = Sampler(gateway.proc.pid)
+        try:
+            asyncio.run(grpc_load(gateway.grpc_endpoint, warmup, 4))
+            rss_idle = psutil.Process(gateway.proc.pid).memory_info().rss
+            results = [
+                measure(gateway, sampler, "OTLP/gRPC metrics (data points)", per_request,
+                        grpc_load(gateway.grpc_endpoint, payloads, args.concurrency)),
+                measure(gateway, sampler, "OTLP/HTTP metrics (data points)", per_request,
+                        http_load(gateway.http_url + "/v1/metrics", payloads, args.concurrency)),
+                measure(gateway, sampler, "OTLP/gRPC logs (log records)", args.log_records,
+                        grpc_load(gateway.grpc_endpoint, logs, args.concurrency, LOGS_METHOD)),
+            ]
+            stored = gateway.rows("SELECT toString(count()) AS n FROM telemetry.metric_points WHERE service_name = 'loadgen'")
+        finally:
+            sampler.stop()
+            gateway.stop()
+    expected = per_request * (len(warmup) + results[0]["items"] // per_request + results[1]["items"] // per_request)
+    print(f"{'stored data points':34s} {int(stored[0]['n']):>12,}  (sent {expected:,})")
+    print(f"{'gateway RSS idle / peak':34s} {rss_idle / 2**20:>10,.0f} MiB / {sampler.peak / 2**20:,.0f} MiB")
+    ceiling, ceiling_cpu = store_ceiling(payloads, 100_000)
+    print(f"{'store ceiling (Arrow -> chDB)':34s} {ceiling:>12,.0f} /s  {ceiling_cpu:6.2f} CPU-s per million")
+    print(f"{'end to end / store ceiling (gRPC)':34s} {results[0]['rate'] / ceiling:>12.0%}")
+
+
+if __name__ == "__main__":
+    main()

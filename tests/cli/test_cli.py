@@ -1,0 +1,88 @@
+"""The CLI: sql through a running gateway and on a store no process holds; clean shutdown."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import urllib.error
+
+import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
+
+from tests.gateway_process import ROOT
+from tests.receivers.otlp_requests import gauge_request, post
+
+pytestmark = pytest.mark.integration
+
+
+def sql(gateway, statement: str, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "sql", "--config", str(gateway.config_path), *extra, statement],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+
+
+def send(gateway, service: str, values: list[float]) -> tuple[int, bytes]:
+    code, _, body = post(gateway.http_url, "/v1/metrics", gauge_request(service, [{"value": v} for v in values]).SerializeToString(),
+                         {"Content-Type": "application/x-protobuf"})
+    return code, body
+
+
+def test_sql_goes_through_the_running_gateway(start_gateway):
+    gw = start_gateway()
+    assert send(gw, "cli_svc", [1.0, 2.0])[0] == 200
+    result = sql(gw, "SELECT value FROM telemetry.metric_points WHERE service_name = 'cli_svc' ORDER BY value", "--format", "CSV")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "1\n2\n"
+
+
+def test_sql_refuses_writes_with_a_clear_message(start_gateway):
+    gw = start_gateway()
+    result = sql(gw, "DROP DATABASE telemetry")
+    assert result.returncode == 1
+    assert "only read statements (SELECT, WITH, SHOW, DESCRIBE, DESC, EXPLAIN, EXISTS) are allowed, got DROP" in result.stderr
+
+
+def test_the_sql_api_needs_the_admin_token(start_gateway):
+    gw = start_gateway()
+    with pytest.raises(urllib.error.HTTPError) as info:
+        gw.query_raw("SELECT 1", token="wrong")
+    assert info.value.code == 401
+    token_file = gw.workdir / "data" / "admin.token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_sigterm_stores_what_was_accepted_then_sql_reads_the_store_directly(start_gateway):
+    # A long batch delay: the request below is only answered when shutdown flushes it.
+    gw = start_gateway({"store": {"batch": {"max_delay": "10m"}}})
+    answer: dict = {}
+    sender = threading.Thread(target=lambda: answer.update(result=send(gw, "drain_svc", [5.0, 6.0, 7.0])))
+    sender.start()
+    deadline_rows = 0
+    for _ in range(100):
+        if 'gateway_queue_rows{region="default",table="metric_points"} 3.0' in gw.metrics_text():
+            deadline_rows = 3
+            break
+        threading.Event().wait(0.05)
+    assert deadline_rows == 3, "the request never reached the writer"
+    assert gw.stop() == 0
+    sender.join(30)
+    code, body = answer["result"]
+    assert code == 200 and not ExportMetricsServiceResponse.FromString(body).HasField("partial_success")
+    # No process holds the store now: the CLI opens it itself.
+    result = sql(gw, "SELECT value FROM telemetry.metric_points WHERE service_name = 'drain_svc' ORDER BY value", "--format", "JSONEachRow")
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["value"] for line in result.stdout.splitlines()] == [5, 6, 7]
+    assert not (gw.workdir / "data" / "admin.token").exists()
+
+
+def test_a_second_gateway_on_the_same_store_is_refused(start_gateway, tmp_path):
+    gw = start_gateway()
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(gw.config_path)],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )
+    assert result.returncode == 1
+    assert "is in use by another process" in result.stderr

@@ -1,0 +1,76 @@
+"""The real OpenTelemetry Collector (filelog → otlphttp) shipping a log file to the gateway."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import otel_collector
+import pytest
+import yaml
+
+from tests.receivers.otlp_requests import unique
+
+pytestmark = pytest.mark.integration
+
+BINARY = Path(otel_collector.__file__).parent / "bin" / "otelcol-contrib_linux_amd64"
+ACCESS_REGEX = (
+    r'^(?P<client>\S+) \S+ \S+ \[(?P<ts>[^\]]+)\] "(?P<method>\S+) (?P<path>\S+) [^"]+" '
+    r"(?P<status>\d{3}) (?P<bytes>\d+)"
+)
+
+
+def collector_config(log_file: Path, service: str, gateway) -> dict:
+    return {
+        "receivers": {"filelog": {
+            "include": [str(log_file)],
+            "start_at": "beginning",
+            "resource": {"service.name": service},
+            "operators": [{
+                "type": "regex_parser",
+                "regex": ACCESS_REGEX,
+                "timestamp": {"parse_from": "attributes.ts", "layout": "%d/%b/%Y:%H:%M:%S %z"},
+            }],
+        }},
+        "processors": {"batch": {"timeout": "200ms"}},
+        "exporters": {"otlphttp": {"endpoint": gateway.http_url, "compression": "gzip"}},
+        "service": {
+            "pipelines": {"logs": {"receivers": ["filelog"], "processors": ["batch"], "exporters": ["otlphttp"]}},
+            "telemetry": {"metrics": {"level": "none"}},
+        },
+    }
+
+
+def test_collector_filelog_to_otlphttp_lands_every_line(gateway, tmp_path):
+    service = unique("collector")
+    base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=5)
+    lines = [
+        f'10.0.0.{i} - - [{(base + timedelta(seconds=i)).strftime("%d/%b/%Y:%H:%M:%S +0000")}] '
+        f'"GET /api/items/{i} HTTP/1.1" {200 if i % 3 else 503} {100 + i}'
+        for i in range(1, 13)
+    ]
+    log_file = tmp_path / "access.log"
+    log_file.write_text("\n".join(lines) + "\n")
+    config = tmp_path / "collector.yaml"
+    config.write_text(yaml.safe_dump(collector_config(log_file, service, gateway)))
+    os.chmod(BINARY, 0o755)
+    collector = subprocess.Popen([str(BINARY), "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        rows = gateway.wait_rows(
+            "SELECT body, attributes['method'] AS method, attributes['path'] AS path, attributes['status'] AS status, "
+            "attributes['log.file.name'] AS file, toString(toUnixTimestamp(time)) AS t, source_id "
+            f"FROM telemetry.log_records WHERE service_name = '{service}' ORDER BY time",
+            count=len(lines), timeout=60,
+        )
+    finally:
+        collector.terminate()
+        output = collector.communicate(timeout=30)[0].decode(errors="replace")
+    assert len(rows) == len(lines), output[-3000:]
+    assert [r["body"] for r in rows] == lines
+    assert [r["path"] for r in rows] == [f"/api/items/{i}" for i in range(1, 13)]
+    assert [r["status"] for r in rows] == ["200" if i % 3 else "503" for i in range(1, 13)]
+    assert {r["method"] for r in rows} == {"GET"} and {r["file"] for r in rows} == {"access.log"}
+    assert [int(r["t"]) for r in rows] == [int((base + timedelta(seconds=i)).timestamp()) for i in range(1, 13)]
+    assert {r["source_id"] for r in rows} == {"otlp-http:127.0.0.1"}

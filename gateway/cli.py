@@ -14,10 +14,11 @@ import click
 
 from gateway.admin import run_read
 from gateway.config import ConfigError, GatewayConfig, load_config
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, StoreUnavailable
 from gateway.service import RUNTIME_FILE, TOKEN_FILE, serve
 from gateway.store.embedded import DataDirInUse, holder_alive
 from gateway.store.regions import RegionStores
+from schema.migrations import SchemaTooNew
 
 CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="YAML config file.")
 
@@ -44,7 +45,7 @@ def serve_command(config_path: Path | None) -> None:
         asyncio.run(serve(config))
     except DataDirInUse as exc:
         raise click.ClickException(f"{exc}; is another gateway running? (`telemetry-gateway sql` works alongside it)") from None
-    except OSError as exc:
+    except (SchemaTooNew, StoreUnavailable, OSError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -86,3 +86,20 @@ def test_a_second_gateway_on_the_same_store_is_refused(start_gateway, tmp_path):
     )
     assert result.returncode == 1
     assert "is in use by another process" in result.stderr
+
+
+def test_serve_refuses_a_store_written_by_a_newer_gateway(tmp_path):
+    data = tmp_path / "data"
+    bump = (
+        "import sys; from pathlib import Path; from gateway.store.embedded import EmbeddedStore\n"
+        "s = EmbeddedStore('default', 'telemetry', Path(sys.argv[1])); s.open()\n"
+        "s.execute('INSERT INTO telemetry.schema_migrations (version) VALUES (999)'); s.close()\n"
+    )
+    subprocess.run([sys.executable, "-c", bump, str(data)], check=True, cwd=ROOT, timeout=120)
+    config = tmp_path / "gateway.yaml"
+    config.write_text(f"store: {{path: {data}}}\nreceivers: {{otlp: {{grpc: {{enabled: false}}, http: {{enabled: false}}}}}}\n"
+                      "admin: {endpoint: 127.0.0.1:1}\n")
+    result = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 1
+    assert "database 'telemetry' has schema version 999, but this gateway knows versions up to 1" in result.stderr

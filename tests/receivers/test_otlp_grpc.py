@@ -100,3 +100,10 @@ def test_throttling_is_unavailable_with_retry_info(start_gateway):
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     [retry] = details(info.value)
     assert isinstance(retry, error_details_pb2.RetryInfo) and retry.retry_delay.seconds == 3
+
+
+def test_a_compressed_bomb_is_measured_after_decompression(gateway):
+    bomb = gauge_request("bomb", [{"value": 1.0, "attrs": {"pad": "x" * (8 * 1024 * 1024)}}]).SerializeToString()
+    with pytest.raises(grpc.RpcError) as info:
+        call(gateway, METRICS, bomb, grpc.Compression.Gzip)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -240,3 +240,12 @@ def test_self_metrics_count_accepted_and_rejected(gateway):
     assert 'gateway_rejected_total{reason="is_0",signal="metrics",source="otlp"}' in text
     assert 'gateway_stored_total{region="default",table="metric_points"}' in text
     assert "gateway_batch_insert_seconds_bucket" in text and "gateway_queue_rows" in text
+
+
+def test_health_and_readiness(gateway):
+    import urllib.request
+
+    with urllib.request.urlopen(gateway.admin_url + "/healthz") as r:
+        assert r.status == 200 and r.read() == b"ok\n"
+    with urllib.request.urlopen(gateway.admin_url + "/readyz") as r:
+        assert r.status == 200 and r.read() == b"ready\n"

@@ -76,14 +76,43 @@ class ReceiversConfig(Model):
 class LimitsConfig(Model):
     max_age: Seconds = 14 * 86400.0
     max_future: Seconds = 3600.0
-    # Rows waiting for the store; past it receivers throttle (UNAVAILABLE / 503).
+    # Without the spool: rows waiting for the store before receivers throttle.
     max_pending_rows: int = Field(2_000_000, gt=0)
+    # Resident memory at which receivers throttle; 0 turns the limiter off.
+    max_memory_mib: int = Field(4096, ge=0)
     retry_after: Seconds = 1.0
 
 
 class BatchConfig(Model):
     max_rows: int = Field(100_000, gt=0)
-    max_delay: Seconds = 0.2
+    max_delay: Seconds = 1.0
+
+
+class RetryConfig(Model):
+    """Backoff for store inserts: capped, jittered, exponential."""
+
+    initial: Seconds = 0.2
+    max: Seconds = 30.0
+    multiplier: float = Field(2.0, ge=1.0)
+    jitter: float = Field(0.2, ge=0.0, lt=1.0)
+    # 0 retries until shutdown (with the spool the data is safe meanwhile).
+    max_attempts: int = Field(0, ge=0)
+
+
+class SpoolConfig(Model):
+    enabled: bool = True
+    # Default: <store.path>/spool.
+    path: Path | None = None
+    fsync: Literal["batch", "interval"] = "batch"
+    fsync_interval: Seconds = 1.0
+    # Bytes accepted and not yet stored; past it receivers throttle.
+    max_size_mib: float = Field(1024, gt=0)
+    segment_size_mib: float = Field(64, gt=0)
+
+
+class ShutdownConfig(Model):
+    # How long SIGTERM waits for the store; the rest stays in the spool.
+    drain_timeout: Seconds = 10.0
 
 
 class RegionConfig(Model):
@@ -104,6 +133,7 @@ class StoreConfig(Model):
     path: Path = Path("./data")
     retention_days: int = Field(0, ge=0)
     batch: BatchConfig = BatchConfig()
+    retry: RetryConfig = RetryConfig()
     regions: dict[str, RegionConfig] = {"default": RegionConfig()}
 
     @model_validator(mode="after")
@@ -127,6 +157,8 @@ class GatewayConfig(Model):
     receivers: ReceiversConfig = ReceiversConfig()
     limits: LimitsConfig = LimitsConfig()
     store: StoreConfig = StoreConfig()
+    spool: SpoolConfig = SpoolConfig()
+    shutdown: ShutdownConfig = ShutdownConfig()
     admin: AdminConfig = AdminConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -1,4 +1,4 @@
-"""The ingest pipeline: decode → adapt → route → store.
+"""The ingest pipeline: decode → adapt → route → spool → store.
 
 Receivers hand it the raw OTLP protobuf bytes of one request and get back
 how many items were refused and why; they own only transport concerns.
@@ -7,12 +7,14 @@ how many items were refused and why; they own only transport concerns.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
+import pyarrow as pa
 from google.protobuf.message import DecodeError
 
 from adapters.base import AcceptWindow, AdaptResult, IngestContext
@@ -20,13 +22,18 @@ from adapters.otlp import logs as otlp_logs
 from adapters.otlp import metrics as otlp_metrics
 from adapters.otlp.attributes import AttributeSets
 from gateway.config import GatewayConfig
-from gateway.errors import BadRequest
+from gateway.deadletter import DeadLetters
+from gateway.errors import BadRequest, StoreUnavailable, Throttled
+from gateway.memory import MemoryLimiter
+from gateway.retry import RetryPolicy
+from gateway.spool.spool import Batch, Recovery, Spool, SpoolFull
 from gateway.store.regions import RegionStores
-from gateway.store.writer import BatchWriter
+from gateway.store.writer import TableWriter, WriterSettings
 from gateway.telemetry import Telemetry
 from schema import LOGS, POINTS, TABLES, Table
 
 NS = 1_000_000_000
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,29 +69,56 @@ class IngestPipeline:
         self.attribute_sets = AttributeSets()
         limits = config.limits
         self.window = AcceptWindow(int(limits.max_age * NS), int(limits.max_future * NS))
-        self.writers: dict[tuple[str, str], BatchWriter] = {}
+        self.memory = MemoryLimiter(limits.max_memory_mib << 20, limits.retry_after)
+        self.writers: dict[tuple[str, str], TableWriter] = {}
         self._executors: list[ThreadPoolExecutor] = []
+        self.spool = _spool(config)
+        self.dead_letters = DeadLetters(config.store.path / "deadletter")
         regions = list(config.store.regions)
         # Routing (tenants, residency) plugs in here; until then one region takes all.
         self.default_region = "default" if "default" in regions else regions[0]
 
     def start(self) -> None:
-        batch, limits = self.config.store.batch, self.config.limits
+        """Start writers, then hand them what the spool still holds."""
+        recovery = self.spool.open() if self.spool else None
+        if self.spool:
+            self.spool.start(asyncio.get_running_loop())
+        settings = _writer_settings(self.config)
         for store in self.stores:
             # One thread per region: chDB serializes calls anyway, and a slow
             # region must not hold up another.
             executor = ThreadPoolExecutor(1, thread_name_prefix=f"store-{store.region}")
             self._executors.append(executor)
             for table in TABLES:
-                writer = BatchWriter(
-                    store, table, executor, self.telemetry, batch.max_rows, batch.max_delay,
-                    limits.max_pending_rows, limits.retry_after,
-                )
+                writer = TableWriter(store, table, executor, self.telemetry, settings, self.spool, self.dead_letters)
                 writer.start()
                 self.writers[(store.region, table.name)] = writer
+        if recovery is not None:
+            self._resume(recovery)
+
+    def _resume(self, recovery: Recovery) -> None:
+        for name, damage in recovery.damage:
+            log.warning("spool %s: cut bytes %d-%d (%s)", name, damage.start, damage.end, damage.reason)
+        self.telemetry.spool_cut.inc(recovery.cut_bytes)
+        for intent, batches in recovery.intents:
+            self._writer_for(intent.region, intent.table).replay(intent, batches)
+        for batch in recovery.batches:
+            self._writer_for(batch.region, batch.table).submit(batch)
+        replayed = len(recovery.batches) + sum(len(b) for _, b in recovery.intents)
+        self.telemetry.replayed.inc(replayed)
+        if replayed or recovery.damage:
+            log.info("spool: replaying %d batches (%d groups announced before the stop), cut %d damaged bytes",
+                     replayed, len(recovery.intents), recovery.cut_bytes)
+
+    def _writer_for(self, region: str, table: str) -> TableWriter:
+        writer = self.writers.get((region, table))
+        if writer is None:
+            raise RuntimeError(f"the spool holds data for region {region!r}, which is no longer configured")
+        return writer
 
     async def ingest(self, signal_name: str, payload: bytes, source_id: str) -> IngestReport:
         signal = SIGNALS[signal_name]
+        self.memory.check()
         try:
             request = signal.decode(payload)
         except DecodeError as exc:
@@ -97,18 +131,58 @@ class IngestPipeline:
         result = signal.adapt(request, ctx, self.attribute_sets)
         for reason, n in result.outcome.rejected.items():
             self.telemetry.rejected(signal.name, ctx.source_kind, _reason_class(reason), n)
-        await self.writers[(ctx.region, signal.table.name)].write(result.table, ctx.batch_id)
+        await self._keep(ctx, signal.table, result.table)
         accepted = result.table.num_rows
         self.telemetry.accepted(signal.name, ctx.source_kind, accepted)
         return IngestReport(accepted, result.outcome.rejected_count, result.outcome.message(signal.noun))
 
+    async def _keep(self, ctx: IngestContext, table: Table, rows: pa.Table) -> None:
+        """Return once the rows are safe: in the spool, or without one, in the store."""
+        writer = self.writers[(ctx.region, table.name)]
+        if self.spool is None:
+            await writer.write(rows, ctx.batch_id)
+            return
+        if rows.num_rows == 0:
+            return
+        batch = Batch(ctx.batch_id, ctx.region, table.name, rows)
+        try:
+            await self.spool.append_batch(batch, writer.submit)
+        except SpoolFull as exc:
+            raise Throttled(str(exc), self.config.limits.retry_after) from None
+        except OSError as exc:
+            raise StoreUnavailable(f"the spool could not be written: {exc}") from None
+        self.telemetry.spool_bytes.set(self.spool.pending_bytes)
+
     def pending_rows(self) -> int:
         return sum(w.pending_rows for w in self.writers.values())
 
-    async def shutdown(self) -> None:
-        await asyncio.gather(*(w.close() for w in self.writers.values()))
+    async def drain(self) -> None:
+        """Store what is queued within the drain timeout (runs while receivers drain)."""
+        timeout = self.config.shutdown.drain_timeout
+        await asyncio.gather(*(w.close(timeout) for w in self.writers.values()))
+
+    async def close(self) -> None:
+        """After receivers and writers have stopped: close the spool and threads."""
+        if self.spool is not None:
+            await self.spool.close()
         for executor in self._executors:
             executor.shutdown(wait=True)
+
+
+def _spool(config: GatewayConfig) -> Spool | None:
+    c = config.spool
+    if not c.enabled:
+        return None
+    return Spool(c.path or config.store.path / "spool", c.fsync, c.fsync_interval,
+                 int(c.segment_size_mib * (1 << 20)), int(c.max_size_mib * (1 << 20)))
+
+
+def _writer_settings(config: GatewayConfig) -> WriterSettings:
+    r = config.store.retry
+    return WriterSettings(
+        config.store.batch.max_rows, config.store.batch.max_delay, config.limits.max_pending_rows,
+        config.limits.retry_after, RetryPolicy(r.initial, r.max, r.multiplier, r.jitter, r.max_attempts),
+    )
 
 
 def _reason_class(reason: str) -> str:

@@ -1,8 +1,10 @@
 """The gateway process: wiring and lifecycle.
 
-`start()` opens the stores (applying migrations), then the pipeline, then the
-listeners. `shutdown()` is idempotent and runs the other way round: stop
-taking requests, let in-flight ones finish, store everything accepted, close.
+`start()` opens the stores (applying migrations), then the pipeline (which
+replays the spool), then the listeners. `shutdown()` is idempotent and runs
+the other way round: stop taking requests and let in-flight ones finish while
+the writers store what they can within `shutdown.drain_timeout`; what is left
+stays in the spool for the next start.
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ class Gateway:
         # Receivers drain in-flight requests while the writers flush at once:
         # those requests are waiting for exactly that flush to be answered.
         receivers = [r.shutdown() for r in (self.grpc, self.http) if r is not None]
-        await asyncio.gather(*receivers, self.pipeline.shutdown())
+        await asyncio.gather(*receivers, self.pipeline.drain())
+        await self.pipeline.close()
         await self.admin.shutdown()
         for name in (TOKEN_FILE, RUNTIME_FILE):
             (self.runtime_dir / name).unlink(missing_ok=True)

@@ -28,6 +28,11 @@ class Telemetry:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self._depth = Gauge("gateway_queue_rows", "Rows accepted and not yet stored.", ["region", "table"], registry=r)
+        self._dead = Counter("gateway_dead_letter_batches_total", "Batches moved to the dead-letter area.", ["region", "table"], registry=r)
+        self._dead_rows = Counter("gateway_dead_letter_rows_total", "Rows moved to the dead-letter area.", ["region", "table"], registry=r)
+        self.spool_bytes = Gauge("gateway_spool_pending_bytes", "Spool bytes not yet confirmed stored.", registry=r)
+        self.spool_cut = Counter("gateway_spool_cut_bytes_total", "Damaged spool bytes skipped at start.", registry=r)
+        self.replayed = Counter("gateway_spool_replayed_batches_total", "Batches replayed from the spool at start.", registry=r)
 
     def accepted(self, signal: str, source: str, n: int) -> None:
         if n:
@@ -49,6 +54,10 @@ class Telemetry:
 
     def queue_depth(self, region: str, table: str, rows: int) -> None:
         self._depth.labels(region, table).set(rows)
+
+    def dead_lettered(self, region: str, table: str, rows: int) -> None:
+        self._dead.labels(region, table).inc()
+        self._dead_rows.labels(region, table).inc(rows)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

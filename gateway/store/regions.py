@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.config import StoreConfig
+from gateway.store import faults
 from gateway.store.base import RegionStore
 from gateway.store.embedded import EmbeddedStore
 from gateway.store.server import ServerStore
@@ -11,8 +12,12 @@ from gateway.store.server import ServerStore
 def build_store(name: str, config: StoreConfig) -> RegionStore:
     region = config.regions[name]
     if region.backend == "embedded":
-        return EmbeddedStore(name, region.database, config.path, config.retention_days)
-    return ServerStore(name, region.database, region.url or "", config.retention_days)
+        store: RegionStore = EmbeddedStore(name, region.database, config.path, config.retention_days)
+    else:
+        store = ServerStore(name, region.database, region.url or "", config.retention_days)
+    if faults.enabled():
+        store = faults.FaultyStore(store, config.path / "faults")
+    return store
 
 
 class RegionStores:

@@ -1,67 +1,101 @@
-"""Batching writer: many small Arrow tables in, few large inserts out.
+"""Store writer: many accepted batches in, few large inserts out, each exactly once.
 
-One `BatchWriter` per (region, table). `write()` returns once the rows are in
-the store, so a request is acknowledged only after its data is stored (until
-the spool of issue 3 takes that role). A flush happens at `max_rows` or
-`max_delay` after the oldest waiting rows, whichever comes first: ClickHouse
-pays per insert (a part each), so many small inserts cost far more than a few
-large ones.
+One `TableWriter` per (region, table). Batches queue up and leave as one
+insert when `max_rows` are waiting or the oldest has waited `max_delay`:
+ClickHouse pays per insert (a part each, merged later), so a few large
+inserts cost far less than many small ones.
+
+With the spool (the default), a batch arrives here once it is durable and the
+client already has its answer. Each group is announced in the spool (INTENT
+with its dedup token) before the insert and closed (DONE) after, so a replay
+after a crash inserts the same group under the same token and ClickHouse
+stores it once. Retryable failures are retried under the retry policy until
+shutdown; a group the store refuses permanently is split, and a single batch
+still refused goes to the dead-letter area, so one poison batch never holds
+up the rest.
+
+Without the spool, `write()` returns when the rows are stored and errors go
+back to the client, which retries.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from gateway.errors import Throttled
+from gateway.deadletter import DeadLetters
+from gateway.errors import GatewayError, StoreUnavailable, Throttled
+from gateway.retry import RetryPolicy
+from gateway.spool.spool import Batch, Intent, Spool
 from gateway.store.base import RegionStore
 from gateway.telemetry import Telemetry
 from schema import Table
 
-
-@dataclass
-class _Pending:
-    rows: pa.Table
-    batch_id: str
-    done: asyncio.Future
-    since: float
+log = logging.getLogger(__name__)
 
 
 def batch_token(batch_ids: list[str]) -> str:
-    """Deterministic insert_deduplication_token for a set of request batches."""
+    """Deterministic insert_deduplication_token for a group of batches."""
     return hashlib.sha256("\n".join(batch_ids).encode()).hexdigest()[:32]
 
 
-class BatchWriter:
-    def __init__(
-        self,
-        store: RegionStore,
-        table: Table,
-        executor: ThreadPoolExecutor,
-        telemetry: Telemetry,
-        max_rows: int,
-        max_delay_s: float,
-        max_pending_rows: int,
-        retry_after_s: float = 1.0,
-    ) -> None:
+class Stopped(Exception):
+    """The writer was told to stop while a group was still unstored."""
+
+
+@dataclass
+class _Queued:
+    batch: Batch
+    since: float
+    done: asyncio.Future | None = None
+
+
+@dataclass
+class _Group:
+    items: list[_Queued]
+    token: str = ""
+    announced: bool = False  # an INTENT for this token is already in the spool
+
+    def __post_init__(self) -> None:
+        self.token = self.token or batch_token([q.batch.batch_id for q in self.items])
+
+    @property
+    def rows(self) -> int:
+        return sum(q.batch.rows.num_rows for q in self.items)
+
+
+@dataclass
+class WriterSettings:
+    max_rows: int
+    max_delay_s: float
+    max_pending_rows: int
+    retry_after_s: float
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+class TableWriter:
+    def __init__(self, store: RegionStore, table: Table, executor: ThreadPoolExecutor, telemetry: Telemetry,
+                 settings: WriterSettings, spool: Spool | None = None, dead_letters: DeadLetters | None = None) -> None:
         self.store = store
         self.table = table
         self._executor = executor
         self._telemetry = telemetry
-        self._max_rows = max_rows
-        self._max_delay = max_delay_s
-        self._max_pending = max_pending_rows
-        self._retry_after = retry_after_s
-        self._queue: list[_Pending] = []
+        self._settings = settings
+        self._spool = spool
+        self._dead_letters = dead_letters
+        self._queue: list[_Queued] = []
+        self._replays: list[_Group] = []
         self._queued_rows = 0
         self._inflight_rows = 0
         self._wake = asyncio.Event()
         self._closing = False
+        self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
 
     @property
@@ -69,43 +103,62 @@ class BatchWriter:
         return self._queued_rows + self._inflight_rows
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"writer-{self.store.region}-{self.table.name}")
+        name = f"writer-{self.store.region}-{self.table.name}"
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=name)
+
+    # -- intake ---------------------------------------------------------------
+    def submit(self, batch: Batch, done: asyncio.Future | None = None) -> None:
+        """Queue a batch (durable in the spool, or with `done` to resolve when stored)."""
+        self._queue.append(_Queued(batch, time.monotonic(), done))
+        self._queued_rows += batch.rows.num_rows
+        self._report_depth()
+        self._wake.set()
+
+    def replay(self, intent: Intent, batches: list[Batch]) -> None:
+        """Redo a group announced before a crash: same batches, same token."""
+        items = [_Queued(b, time.monotonic()) for b in batches]
+        self._replays.append(_Group(items, intent.token, announced=True))
+        self._queued_rows += sum(b.rows.num_rows for b in batches)
+        self._wake.set()
 
     async def write(self, rows: pa.Table, batch_id: str) -> None:
-        """Wait until `rows` are stored; raise Throttled when too much is waiting."""
+        """Without a spool: wait until the rows are stored."""
         if rows.num_rows == 0:
             return
         if self._closing:
-            raise Throttled("the gateway is shutting down", self._retry_after)
-        if self.pending_rows + rows.num_rows > self._max_pending:
+            raise Throttled("the gateway is shutting down", self._settings.retry_after_s)
+        if self.pending_rows + rows.num_rows > self._settings.max_pending_rows:
             raise Throttled(
                 f"{self.pending_rows} rows are waiting for the {self.store.region} store; retry later",
-                self._retry_after,
+                self._settings.retry_after_s,
             )
         done = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(rows, batch_id, done, time.monotonic()))
-        self._queued_rows += rows.num_rows
-        self._report_depth()
-        self._wake.set()
+        self.submit(Batch(batch_id, self.store.region, self.table.name, rows), done)
         await asyncio.shield(done)
 
+    # -- the loop -------------------------------------------------------------
     async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if not self._queue:
-                if self._closing:
-                    return
-                continue
-            await self._gather()
-            await self._flush()
-            if self._queue or self._closing:
-                self._wake.set()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                if not self._queue and not self._replays:
+                    if self._closing:
+                        return
+                    continue
+                if not self._replays:
+                    await self._gather()
+                group = self._replays.pop(0) if self._replays else self._take()
+                await self._store_group(group)
+                if self._queue or self._replays or self._closing:
+                    self._wake.set()
+        except Stopped:
+            log.info("%s/%s stopped with rows still in the spool", self.store.region, self.table.name)
 
     async def _gather(self) -> None:
         """Wait until a full batch is queued or the oldest rows have waited max_delay."""
-        deadline = self._queue[0].since + self._max_delay
-        while self._queued_rows < self._max_rows and not self._closing:
+        deadline = self._queue[0].since + self._settings.max_delay_s
+        while self._queued_rows < self._settings.max_rows and not self._closing:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
@@ -115,47 +168,116 @@ class BatchWriter:
             except asyncio.TimeoutError:
                 return
 
-    def _take(self) -> list[_Pending]:
+    def _take(self) -> _Group:
         taken, size = [], 0
-        while self._queue and (not taken or size + self._queue[0].rows.num_rows <= self._max_rows):
+        while self._queue and (not taken or size + self._queue[0].batch.rows.num_rows <= self._settings.max_rows):
             item = self._queue.pop(0)
             taken.append(item)
-            size += item.rows.num_rows
-        self._queued_rows -= size
-        self._inflight_rows += size
-        return taken
+            size += item.batch.rows.num_rows
+        return _Group(taken)
 
-    async def _flush(self) -> None:
-        taken = self._take()
-        if not taken:
-            return
-        rows = pa.concat_tables([p.rows for p in taken])
-        token = batch_token([p.batch_id for p in taken])
-        started = time.monotonic()
+    async def _store_group(self, group: _Group) -> None:
+        rows = group.rows
+        self._queued_rows -= rows
+        self._inflight_rows += rows
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self.store.insert, self.table, rows, token)
-        except Exception as exc:
-            self._telemetry.store_failed(self.store.region, self.table.name, type(exc).__name__)
-            for p in taken:
-                if not p.done.done():
-                    p.done.set_exception(exc)
-        else:
-            self._telemetry.stored(self.store.region, self.table.name, rows.num_rows, time.monotonic() - started)
-            for p in taken:
-                if not p.done.done():
-                    p.done.set_result(None)
+            await self._insert_group(group)
         finally:
-            self._inflight_rows -= rows.num_rows
+            self._inflight_rows -= rows
             self._report_depth()
+
+    async def _insert_group(self, group: _Group) -> None:
+        if self._spool is not None and not group.announced:
+            await self._spool.append_intent(self._intent(group))
+        try:
+            await self._insert_with_retry(group)
+        except GatewayError as exc:
+            if self._spool is None:
+                _settle(group, exc)
+            elif exc.retryable:
+                # Attempt cap reached: the group stays announced and goes round again.
+                self._replays.insert(0, _Group(group.items, group.token, announced=True))
+                self._queued_rows += group.rows
+            else:
+                await self._refused(group, exc)
+            return
+        if self._spool is not None:
+            await self._spool.append_done(group.token, "stored")
+        _settle(group, None)
+
+    def _intent(self, group: _Group) -> Intent:
+        return Intent(group.token, self.store.region, self.table.name, [q.batch.batch_id for q in group.items])
+
+    async def _insert_with_retry(self, group: _Group) -> None:
+        table = pa.concat_tables([q.batch.rows for q in group.items])
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.monotonic()
+            try:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self.store.insert, self.table, table, group.token
+                )
+            except Exception as exc:
+                error = exc if isinstance(exc, GatewayError) else StoreUnavailable(f"{type(exc).__name__}: {exc}")
+                self._telemetry.store_failed(self.store.region, self.table.name, type(error).__name__)
+                if self._spool is None or not self._settings.retry.should_retry(error, attempt):
+                    raise error from exc
+                log.warning("insert into %s/%s failed (attempt %d), retrying: %s",
+                            self.store.region, self.table.name, attempt, str(error).splitlines()[0])
+                if not await self._settings.retry.wait(attempt, self._stop):
+                    raise Stopped() from exc
+                continue
+            self._telemetry.stored(self.store.region, self.table.name, table.num_rows, time.monotonic() - started)
+            return
+
+    async def _refused(self, group: _Group, exc: GatewayError) -> None:
+        """A permanent refusal: split the group, dead-letter single batches."""
+        if len(group.items) == 1:
+            batch = group.items[0].batch
+            await asyncio.to_thread(self._dead_letters.put, batch, str(exc))
+            self._telemetry.dead_lettered(self.store.region, self.table.name, batch.rows.num_rows)
+            log.error("batch %s refused by the %s store, moved to the dead-letter area: %s",
+                      batch.batch_id, self.store.region, str(exc).splitlines()[0])
+            await self._spool.append_done(group.token, "dead_letter")
+            return
+        await self._spool.append_done(group.token, "split")
+        for item in group.items:
+            await self._insert_group(_Group([item]))
 
     def _report_depth(self) -> None:
         self._telemetry.queue_depth(self.store.region, self.table.name, self.pending_rows)
 
-    async def close(self) -> None:
-        """Stop taking rows and store everything already accepted."""
+    # -- shutdown -------------------------------------------------------------
+    async def close(self, drain_timeout_s: float) -> None:
+        """Stop taking rows; store what is queued within the timeout.
+
+        With the spool, whatever is left stays there for the next start.
+        Without it, waiting clients get a retryable error.
+        """
         self._closing = True
         self._wake.set()
-        if self._task is not None:
-            await self._task
-        while self._queue:
-            await self._flush()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), drain_timeout_s)
+        except asyncio.TimeoutError:
+            self._stop.set()
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for item in self._queue:
+            if item.done is not None and not item.done.done():
+                item.done.set_exception(StoreUnavailable("the gateway stopped before storing these rows"))
+
+
+def _settle(group: _Group, error: Exception | None) -> None:
+    for item in group.items:
+        if item.done is None or item.done.done():
+            continue
+        if error is None:
+            item.done.set_result(None)
+        else:
+            item.done.set_exception(error)

@@ -63,11 +63,11 @@ def test_every_instrument_kind_is_stored_exactly(gateway, kind):
     before = time.time_ns()
     emit_every_instrument(metric_exporter(kind, gateway), service)
     after = time.time_ns()
-    rows = gateway.rows(
+    rows = gateway.wait_rows(
         "SELECT metric_name, kind, temporality, is_monotonic, unit, description, toString(value) AS value, count, sum, "
         "min, max, bucket_bounds, bucket_counts, exp_positive_counts, attributes, scope_name, scope_version, "
         "toString(toUnixTimestamp64Nano(time)) AS t, toString(toUnixTimestamp64Nano(start_time)) AS st "
-        f"FROM telemetry.metric_points WHERE service_name = '{service}' ORDER BY metric_name, time"
+        f"FROM telemetry.metric_points WHERE service_name = '{service}' ORDER BY metric_name, time", 16
     )
     # force_flush and shutdown each export cumulative state: every series arrives twice.
     by_name: dict[str, list[dict]] = {}
@@ -118,9 +118,9 @@ def test_log_records_are_stored_exactly(gateway, kind):
     assert provider.force_flush()
     provider.shutdown()
     logger.removeHandler(handler)
-    rows = gateway.rows(
+    rows = gateway.wait_rows(
         "SELECT body, severity_text, severity_number, trace_id, span_id, attributes['order.id'] AS order_id, "
-        f"attributes['attempt'] AS attempt, scope_name FROM telemetry.log_records WHERE service_name = '{service}' ORDER BY time"
+        f"attributes['attempt'] AS attempt, scope_name FROM telemetry.log_records WHERE service_name = '{service}' ORDER BY time", 2
     )
     assert rows == [
         {"body": "card declined", "severity_text": "WARN", "severity_number": 13, "trace_id": f"{context.trace_id:032x}",

@@ -30,9 +30,10 @@ def status_of(body: bytes) -> status_pb2.Status:
     return status_pb2.Status.FromString(body)
 
 
-def stored(gateway, service: str, columns: str = "value, attributes, quality_flags") -> list[dict]:
-    return gateway.rows(
-        f"SELECT {columns} FROM telemetry.metric_points WHERE service_name = '{service}' ORDER BY time, value"
+def stored(gateway, service: str, count: int, columns: str = "value, attributes, quality_flags") -> list[dict]:
+    """Rows of a service once `count` have arrived (requests are answered before the insert)."""
+    return gateway.wait_rows(
+        f"SELECT {columns} FROM telemetry.metric_points WHERE service_name = '{service}' ORDER BY time, value", count
     )
 
 
@@ -47,7 +48,7 @@ def test_protobuf_metrics_are_stored_and_answered_with_full_success(gateway):
     assert code == 200 and headers["content-type"] == "application/x-protobuf"
     response = ExportMetricsServiceResponse.FromString(body)
     assert not response.HasField("partial_success")
-    rows = stored(gateway, service, "value, attributes, unit, toString(toUnixTimestamp64Nano(time)) AS t, source_id")
+    rows = stored(gateway, service, 2, "value, attributes, unit, toString(toUnixTimestamp64Nano(time)) AS t, source_id")
     assert rows == [
         {"value": 21.5, "attributes": {"room": "a"}, "unit": "Cel", "t": str(now - 2 * NS), "source_id": "otlp-http:127.0.0.1"},
         {"value": 22.0, "attributes": {"room": "b"}, "unit": "Cel", "t": str(now - NS), "source_id": "otlp-http:127.0.0.1"},
@@ -60,7 +61,7 @@ def test_gzip_and_deflate_bodies_are_accepted(gateway):
         raw = gauge_request(service, [{"value": 1.0}]).SerializeToString()
         code, _, _ = send_metrics(gateway, compress(raw), {**PB, "Content-Encoding": encoding})
         assert code == 200
-        assert [r["value"] for r in stored(gateway, service)] == [1.0]
+        assert [r["value"] for r in stored(gateway, service, 1)] == [1.0]
 
 
 def test_json_follows_the_otlp_json_rules(gateway):
@@ -87,7 +88,7 @@ def test_json_follows_the_otlp_json_rules(gateway):
     code, headers, response = send_metrics(gateway, json.dumps(body).encode(), JSON)
     assert code == 200 and headers["content-type"] == "application/json"
     assert json.loads(response) == {}
-    rows = stored(gateway, service, "value, attributes, temporality, is_monotonic")
+    rows = stored(gateway, service, 2, "value, attributes, temporality, is_monotonic")
     assert rows == [
         {"value": 7, "attributes": {"code": "200"}, "temporality": "cumulative", "is_monotonic": True},
         {"value": 2.5, "attributes": {}, "temporality": "cumulative", "is_monotonic": True},
@@ -106,7 +107,7 @@ def test_json_logs_keep_hex_trace_ids(gateway):
     }]}
     code, _, response = post(gateway.http_url, "/v1/logs", json.dumps(body).encode(), JSON)
     assert code == 200 and json.loads(response) == {}
-    rows = gateway.rows(f"SELECT body, severity_number, trace_id, span_id FROM telemetry.log_records WHERE service_name = '{service}'")
+    rows = gateway.wait_rows(f"SELECT body, severity_number, trace_id, span_id FROM telemetry.log_records WHERE service_name = '{service}'", 1)
     assert rows == [{"body": "disk full", "severity_number": 17,
                      "trace_id": "5b8efff798038103d269b633813fc60c", "span_id": "eee19b7ec3c1b174"}]
 
@@ -115,7 +116,7 @@ def test_protobuf_logs_are_stored(gateway):
     service = unique("http_logs")
     code, _, body = post(gateway.http_url, "/v1/logs", log_request(service, ["one", "two"]).SerializeToString(), PB)
     assert code == 200 and not ExportLogsServiceResponse.FromString(body).HasField("partial_success")
-    rows = gateway.rows(f"SELECT body, severity_text FROM telemetry.log_records WHERE service_name = '{service}' ORDER BY body")
+    rows = gateway.wait_rows(f"SELECT body, severity_text FROM telemetry.log_records WHERE service_name = '{service}' ORDER BY body", 2)
     assert rows == [{"body": "one", "severity_text": "INFO"}, {"body": "two", "severity_text": "INFO"}]
 
 
@@ -179,7 +180,7 @@ def test_invalid_utf8_refuses_only_the_points_that_carry_it(gateway):
     partial = ExportMetricsServiceResponse.FromString(body).partial_success
     assert partial.rejected_data_points == 1
     assert partial.error_message == "1 data points rejected: attributes: a string value is not valid UTF-8 (byte 3)"
-    assert stored(gateway, service) == [{"value": 1.0, "attributes": {"host": "good"}, "quality_flags": []}]
+    assert stored(gateway, service, 1) == [{"value": 1.0, "attributes": {"host": "good"}, "quality_flags": []}]
 
 
 def test_nan_and_inf_are_kept_flagged_with_a_warning(gateway):
@@ -192,7 +193,7 @@ def test_nan_and_inf_are_kept_flagged_with_a_warning(gateway):
     partial = ExportMetricsServiceResponse.FromString(body).partial_success
     assert code == 200 and partial.rejected_data_points == 0
     assert partial.error_message == "2 data points kept with a quality flag: non_finite"
-    rows = gateway.rows(f"SELECT toString(value) AS v, quality_flags FROM telemetry.metric_points WHERE service_name = '{service}' ORDER BY time")
+    rows = gateway.wait_rows(f"SELECT toString(value) AS v, quality_flags FROM telemetry.metric_points WHERE service_name = '{service}' ORDER BY time", 3)
     assert rows == [{"v": "nan", "quality_flags": ["non_finite"]}, {"v": "inf", "quality_flags": ["non_finite"]}, {"v": "4", "quality_flags": []}]
 
 
@@ -207,7 +208,7 @@ def test_zero_and_far_future_times_are_refused_beside_valid_points(gateway):
     assert partial.error_message == (
         "1 data points rejected: time_unix_nano is 0; 1 data points rejected: time_unix_nano more than 3600s in the future"
     )
-    assert [r["value"] for r in stored(gateway, service)] == [3.0]
+    assert [r["value"] for r in stored(gateway, service, 1)] == [3.0]
 
 
 def test_an_empty_request_is_a_full_success(gateway):
@@ -223,8 +224,8 @@ def test_traces_are_refused_permanently_not_dropped(gateway):
     assert status_of(body).message == "traces are not accepted by this gateway yet; send metrics and logs"
 
 
-def test_throttling_answers_429_with_retry_after(start_gateway):
-    gw = start_gateway({"limits": {"max_pending_rows": 3, "retry_after": "2s"}})
+def test_without_the_spool_throttling_answers_429_with_retry_after(start_gateway):
+    gw = start_gateway({"spool": {"enabled": False}, "limits": {"max_pending_rows": 3, "retry_after": "2s"}})
     code, headers, body = send_metrics(gw, gauge_request("throttled", [{"value": float(i)} for i in range(5)]).SerializeToString())
     assert code == 429 and headers["retry-after"] == "2"
     assert "rows are waiting for the default store" in status_of(body).message

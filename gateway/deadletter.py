@@ -1,0 +1,78 @@
+"""The dead-letter area: batches the store refused permanently, with the reason.
+
+Layout: `<path>/<batch_id>.arrow` (the rows, Arrow IPC) and
+`<path>/<batch_id>.json` (region, table, rows, reason, time). The JSON is
+written last, so a listed entry always has its rows. `telemetry-gateway
+deadletter list` shows them; `deadletter redrive` sends them to the store
+again (through the running gateway, or directly when none runs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.spool.spool import Batch, from_ipc, to_ipc
+
+_ID = re.compile(r"^[0-9a-f]{8,64}$")
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    batch_id: str
+    region: str
+    table: str
+    rows: int
+    reason: str
+    time_ns: int
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class DeadLetters:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _check(self, batch_id: str) -> str:
+        if not _ID.match(batch_id):
+            raise KeyError(f"not a batch id: {batch_id!r}")
+        return batch_id
+
+    def put(self, batch: Batch, reason: str) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        batch_id = self._check(batch.batch_id)
+        _write_durably(self.path / f"{batch_id}.arrow", to_ipc(batch.rows))
+        meta = {"batch_id": batch_id, "region": batch.region, "table": batch.table,
+                "rows": batch.rows.num_rows, "reason": reason, "time_ns": time.time_ns()}
+        _write_durably(self.path / f"{batch_id}.json", json.dumps(meta).encode())
+
+    def list(self) -> list[DeadLetter]:
+        if not self.path.exists():
+            return []
+        entries = [DeadLetter(**json.loads(p.read_text())) for p in self.path.glob("*.json")]
+        return sorted(entries, key=lambda e: e.time_ns)
+
+    def load(self, batch_id: str) -> Batch:
+        batch_id = self._check(batch_id)
+        try:
+            meta = json.loads((self.path / f"{batch_id}.json").read_text())
+        except FileNotFoundError:
+            raise KeyError(f"no dead letter {batch_id}") from None
+        rows = from_ipc((self.path / f"{batch_id}.arrow").read_bytes())
+        return Batch(batch_id, meta["region"], meta["table"], rows)
+
+    def remove(self, batch_id: str) -> None:
+        batch_id = self._check(batch_id)
+        (self.path / f"{batch_id}.json").unlink(missing_ok=True)
+        (self.path / f"{batch_id}.arrow").unlink(missing_ok=True)

@@ -1,0 +1,359 @@
+"""The write-ahead spool between acceptance and the store.
+
+Rules
+-----
+1. A request is acknowledged only after its DATA record is written (and, with
+   `fsync: batch`, fsynced) to the spool. With `fsync: interval` the ack comes
+   after the write reaches the OS, and fsync runs every `fsync_interval`: a
+   killed gateway loses nothing (the page cache survives it), a power cut may
+   lose the last interval.
+2. Before the store writer inserts a group of DATA records it appends an INTENT
+   naming the group's batch ids and its insert_deduplication_token, and
+   fsyncs it. After the insert it appends DONE for that token. On start, an
+   INTENT without DONE is inserted again with the same token and the same
+   batches, so a crash between insert and DONE stores the rows once
+   (ClickHouse drops the repeated token). DATA in no INTENT is queued again.
+3. DONE says how the group ended: `stored`, `dead_letter` (its rows are in
+   the dead-letter area) or `split` (the group was rejected and its batches
+   were re-grouped by newer INTENTs, which decide their fate).
+4. Files are segments `segment-<n>.spool`, appended by one writer thread and
+   never rewritten. A segment is deleted once it is sealed (a newer one
+   exists) and every DATA and INTENT in it is done. Start-up opens a new
+   segment, so recovery never writes into an old one except to cut its torn
+   tail.
+5. Record framing and checksums are in `gateway.spool.records`; damaged bytes
+   are skipped and reported, intact records around them are kept.
+
+Layout: `<spool.path>/segment-000000000001.spool`, ... Each DATA payload is one
+accepted request's rows for one (region, table), as an Arrow IPC stream
+(LZ4-compressed buffers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from gateway.spool.records import DATA, DONE, INTENT, Damage, Record, encode, scan
+
+log = logging.getLogger(__name__)
+_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+
+
+def to_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema, options=_IPC_OPTIONS) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def from_ipc(payload: bytes) -> pa.Table:
+    return pa.ipc.open_stream(payload).read_all()
+
+
+@dataclass
+class Batch:
+    """One accepted request's rows for one (region, table)."""
+
+    batch_id: str
+    region: str
+    table: str
+    rows: pa.Table
+    size: int = 0  # bytes on disk
+
+
+@dataclass
+class Intent:
+    token: str
+    region: str
+    table: str
+    batch_ids: list[str]
+
+
+@dataclass
+class Recovery:
+    """What `Spool.open` found: work to redo, and what it had to cut."""
+
+    intents: list[tuple[Intent, list[Batch]]] = field(default_factory=list)
+    batches: list[Batch] = field(default_factory=list)
+    damage: list[tuple[str, Damage]] = field(default_factory=list)
+    cut_bytes: int = 0
+
+
+@dataclass
+class _Segment:
+    number: int
+    path: Path
+    data: set[str] = field(default_factory=set)  # batch ids not yet done
+    intents: set[str] = field(default_factory=set)  # tokens not yet done
+
+    @property
+    def empty(self) -> bool:
+        return not self.data and not self.intents
+
+
+def segment_name(number: int) -> str:
+    return f"segment-{number:012d}.spool"
+
+
+class SpoolFull(Exception):
+    pass
+
+
+class Spool:
+    def __init__(self, path: Path, fsync: str = "batch", fsync_interval_s: float = 1.0,
+                 segment_bytes: int = 64 << 20, max_bytes: int = 1 << 30) -> None:
+        self.path = path
+        self.fsync = fsync
+        self.fsync_interval_s = fsync_interval_s
+        self.segment_bytes = segment_bytes
+        self.max_bytes = max_bytes
+        self.pending_bytes = 0
+        self._segments: dict[int, _Segment] = {}
+        self._batch_segment: dict[str, int] = {}
+        self._batch_size: dict[str, int] = {}
+        self._intent_segment: dict[str, int] = {}
+        self._intent_batches: dict[str, list[str]] = {}
+        self._active = 0
+        self._queue: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- start and recovery ---------------------------------------------------
+    def open(self) -> Recovery:
+        """Scan existing segments, cut a torn tail, and return the work to redo."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        recovery = Recovery()
+        numbers = sorted(int(p.name[8:20]) for p in self.path.glob("segment-*.spool"))
+        records: list[tuple[int, Record]] = []
+        for number in numbers:
+            path = self.path / segment_name(number)
+            data = path.read_bytes()
+            result = scan(data)
+            for damage in result.damage:
+                recovery.damage.append((path.name, damage))
+                recovery.cut_bytes += damage.end - damage.start
+            if number == numbers[-1] and result.valid_end < len(data):
+                # The torn tail of the last segment: cut it so the file ends on a record.
+                with open(path, "r+b") as handle:
+                    handle.truncate(result.valid_end)
+            self._segments[number] = _Segment(number, path)
+            records += [(number, record) for _, record in result.records]
+        self._replay(records, recovery)
+        self._active = (numbers[-1] if numbers else 0) + 1
+        self._segments[self._active] = _Segment(self._active, self.path / segment_name(self._active))
+        self._delete_finished()
+        return recovery
+
+    def _replay(self, records: list[tuple[int, Record]], recovery: Recovery) -> None:
+        batches: dict[str, tuple[int, Batch]] = {}
+        intents: dict[str, tuple[int, Intent]] = {}
+        outcomes: dict[str, str] = {}
+        for number, record in records:
+            meta = record.meta
+            if record.kind == DATA:
+                batch = Batch(meta["batch_id"], meta["region"], meta["table"], from_ipc(record.payload), meta.get("size", 0))
+                batches[batch.batch_id] = (number, batch)
+            elif record.kind == INTENT:
+                intents[meta["token"]] = (number, Intent(meta["token"], meta["region"], meta["table"], meta["batch_ids"]))
+            elif record.kind == DONE:
+                outcomes[meta["token"]] = meta["outcome"]
+        finished = {b for t, (_, i) in intents.items() if outcomes.get(t) in ("stored", "dead_letter") for b in i.batch_ids}
+        claimed: set[str] = set()
+        for token, (number, intent) in intents.items():
+            if token in outcomes:
+                continue
+            members = [batches[b][1] for b in intent.batch_ids if b in batches and b not in finished]
+            if members:
+                recovery.intents.append((intent, members))
+                self._track_intent(number, intent)
+                claimed.update(b.batch_id for b in members)
+        for batch_id, (number, batch) in batches.items():
+            if batch_id in finished:
+                continue
+            self._track_batch(number, batch)
+            if batch_id not in claimed:
+                recovery.batches.append(batch)
+
+    def _track_batch(self, number: int, batch: Batch) -> None:
+        size = batch.size or batch.rows.nbytes
+        self._segments[number].data.add(batch.batch_id)
+        self._batch_segment[batch.batch_id] = number
+        self._batch_size[batch.batch_id] = size
+        self.pending_bytes += size
+
+    def _track_intent(self, number: int, intent: Intent) -> None:
+        self._segments[number].intents.add(intent.token)
+        self._intent_segment[intent.token] = number
+        self._intent_batches[intent.token] = list(intent.batch_ids)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._thread = threading.Thread(target=self._writer, name="spool-writer", daemon=True)
+        self._thread.start()
+
+    # -- appends (event loop side) -------------------------------------------
+    async def append_batch(self, batch: Batch, on_durable) -> None:
+        """Return once the batch is durable (per the fsync policy).
+
+        `on_durable(batch)` runs as soon as it is, even if the caller was
+        cancelled meanwhile, so durable data always reaches the store writer.
+        """
+        if self.pending_bytes >= self.max_bytes:
+            raise SpoolFull(f"the spool holds {self.pending_bytes >> 20} MiB not yet stored (limit {self.max_bytes >> 20} MiB)")
+
+        def written(number: int, size: int) -> None:
+            batch.size = size
+            self._track_batch(number, batch)
+            on_durable(batch)
+
+        await self._submit("data", batch, self.fsync == "batch", written)
+
+    async def append_intent(self, intent: Intent) -> None:
+        record = Record(INTENT, {"token": intent.token, "region": intent.region, "table": intent.table, "batch_ids": intent.batch_ids})
+        await self._submit("record", record, True, lambda number, _: self._track_intent(number, intent))
+
+    async def append_done(self, token: str, outcome: str) -> None:
+        """Close an intent. `stored` and `dead_letter` finish its batches; `split` does not."""
+        await self._submit("record", Record(DONE, {"token": token, "outcome": outcome}), False)
+        number = self._intent_segment.pop(token, None)
+        batch_ids = self._intent_batches.pop(token, [])
+        if number is not None:
+            self._segments[number].intents.discard(token)
+        if outcome in ("stored", "dead_letter"):
+            for batch_id in batch_ids:
+                self._finish_batch(batch_id)
+        self._delete_finished()
+
+    def _finish_batch(self, batch_id: str) -> None:
+        number = self._batch_segment.pop(batch_id, None)
+        if number is None:
+            return
+        self._segments[number].data.discard(batch_id)
+        self.pending_bytes -= self._batch_size.pop(batch_id, 0)
+
+    def _delete_finished(self) -> None:
+        for number in sorted(self._segments):
+            segment = self._segments[number]
+            if number < self._active and segment.empty:
+                del self._segments[number]
+                self._queue.put(("delete", segment.path, None, False, None))
+
+    async def _submit(self, op: str, item, sync: bool, written=None) -> None:
+        """Hand an append to the writer thread. `written(segment, size)` runs on the
+        loop before anything the writer does later (such as sealing the segment)."""
+        future = self._loop.create_future()
+        self._queue.put((op, item, future, sync, written))
+        await future
+
+    async def close(self) -> None:
+        if self._thread is None:
+            return
+        done = self._loop.create_future()
+        self._queue.put(("stop", None, done, True, None))
+        await done
+        self._thread.join()
+        self._thread = None
+
+    # -- the writer thread ----------------------------------------------------
+    def _writer(self) -> None:
+        handle, written = self._open_active(), 0
+        last_sync = time.monotonic()
+        while True:
+            timeout = self.fsync_interval_s if self.fsync == "interval" else None
+            try:
+                items = [self._queue.get(timeout=timeout)]
+            except queue.Empty:
+                items = []
+            while True:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            results, must_sync, stop = [], False, False
+            for op, item, future, sync, written_cb in items:
+                if op == "stop":
+                    stop = True
+                    results.append((future, None, None))
+                    continue
+                if op == "delete":
+                    item.unlink(missing_ok=True)
+                    continue
+                try:
+                    data = self._encode(op, item)
+                    if written and written + len(data) > self.segment_bytes:
+                        handle, written = self._rotate(handle)
+                    handle.write(data)
+                    written += len(data)
+                    results.append((future, (self._writer_segment, len(data)), written_cb))
+                    must_sync = must_sync or sync
+                except Exception as exc:  # reported to the waiting request, never swallowed
+                    results.append((future, exc, None))
+            if must_sync or stop or (self.fsync == "interval" and time.monotonic() - last_sync >= self.fsync_interval_s):
+                self._sync(handle)
+                last_sync = time.monotonic()
+            for future, outcome, written_cb in results:
+                self._loop.call_soon_threadsafe(_settle, future, outcome, written_cb)
+            if stop:
+                handle.close()
+                return
+
+    def _encode(self, op: str, item) -> bytes:
+        if op == "data":
+            payload = to_ipc(item.rows)
+            meta = {"batch_id": item.batch_id, "region": item.region, "table": item.table,
+                    "rows": item.rows.num_rows, "size": len(payload)}
+            return encode(Record(DATA, meta, payload))
+        return encode(item)
+
+    def _open_active(self):
+        self._writer_segment = self._active
+        handle = open(self.path / segment_name(self._active), "ab")
+        self._sync_dir()
+        return handle
+
+    def _rotate(self, handle):
+        self._sync(handle)
+        handle.close()
+        self._writer_segment += 1
+        number = self._writer_segment
+        self._loop.call_soon_threadsafe(self._sealed, number)
+        handle = open(self.path / segment_name(number), "ab")
+        self._sync_dir()
+        return handle, 0
+
+    def _sealed(self, new_active: int) -> None:
+        """Loop side: a newer segment exists; older empty ones can go."""
+        self._segments.setdefault(new_active, _Segment(new_active, self.path / segment_name(new_active)))
+        self._active = new_active
+        self._delete_finished()
+
+    def _sync(self, handle) -> None:
+        handle.flush()
+        os.fsync(handle.fileno())
+
+    def _sync_dir(self) -> None:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _settle(future: asyncio.Future, outcome, written) -> None:
+    if isinstance(outcome, Exception):
+        if not future.done():
+            future.set_exception(outcome)
+        return
+    if written is not None:
+        written(*outcome)
+    if not future.done():
+        future.set_result(None)

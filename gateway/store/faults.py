@@ -1,0 +1,64 @@
+"""Fault switches for tests of the embedded store, off unless asked for.
+
+Only when the environment has TELEMETRY_GATEWAY_FAULTS=1 does the gateway
+wrap its stores in `FaultyStore`, which looks for files in `<store.path>/faults/`
+before and after each insert:
+
+* `store-down`: inserts fail as if the store were unreachable (retryable);
+* `reject-service`: an insert with a row whose service_name equals the file's
+  text is refused permanently (as ClickHouse refuses bad data);
+* `crash-after-insert`: the process exits (like SIGKILL) right after an insert
+  succeeds and before the spool records it as done; the file is consumed.
+
+Tests create and delete the files; nothing else does.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gateway.errors import StoreRejected, StoreUnavailable
+from gateway.store.base import RegionStore
+from schema import Table
+
+ENV = "TELEMETRY_GATEWAY_FAULTS"
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV) == "1"
+
+
+class FaultyStore(RegionStore):
+    def __init__(self, inner: RegionStore, faults: Path) -> None:
+        super().__init__(inner.region, inner.database, inner.retention_days)
+        self.inner = inner
+        self.faults = faults
+
+    def execute(self, sql: str, params: dict | None = None) -> bytes:
+        return self.inner.execute(sql, params)
+
+    def query(self, sql: str, fmt: str) -> bytes:
+        return self.inner.query(sql, fmt)
+
+    def open(self) -> None:
+        self.inner.open()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def insert(self, table: Table, rows: pa.Table, token: str) -> None:
+        if (self.faults / "store-down").exists():
+            raise StoreUnavailable("fault injected: the store is down")
+        marker = self.faults / "reject-service"
+        if marker.exists() and "service_name" in rows.column_names:
+            if pc.any(pc.equal(rows.column("service_name"), marker.read_text().strip())).as_py():
+                raise StoreRejected("fault injected: Code: 117. DB::Exception: incorrect data")
+        self.inner.insert(table, rows, token)
+        crash = self.faults / "crash-after-insert"
+        if crash.exists():
+            crash.unlink()
+            os._exit(137)

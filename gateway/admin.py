@@ -1,10 +1,11 @@
 """Admin listener: /healthz, /readyz, /metrics and the SQL read path.
 
-`POST /api/v1/sql` runs one read-only statement on a region's store. It is
-how `telemetry-gateway sql` reaches an embedded store that this process
-holds. It needs the bearer token the gateway writes, mode 0600, to
+`POST /api/v1/sql` runs one read-only statement on a region's store, and
+`POST /api/v1/deadletter/redrive` sends dead-lettered batches to the store
+again. They are how the CLI reaches an embedded store that this process
+holds. Both need the bearer token the gateway writes, mode 0600, to
 `<store.path>/admin.token` at start: whoever can read the data directory can
-query, nobody else.
+use them, nobody else.
 """
 
 from __future__ import annotations
@@ -18,19 +19,20 @@ from aiohttp import web
 
 from gateway.config import AdminConfig
 from gateway.errors import GatewayError, QueryRefused
+from gateway.pipeline import IngestPipeline
 from gateway.receivers import status
 from gateway.store.regions import RegionStores
-from gateway.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 FORMATS = {"CSV", "CSVWithNames", "TSV", "TSVWithNames", "JSON", "JSONEachRow", "JSONCompact", "Pretty", "PrettyCompact", "Parquet", "Arrow", "Markdown", "Vertical"}
 
 
 class AdminServer:
-    def __init__(self, config: AdminConfig, stores: RegionStores, telemetry: Telemetry, token: str) -> None:
+    def __init__(self, config: AdminConfig, pipeline: IngestPipeline, token: str) -> None:
         self.config = config
-        self.stores = stores
-        self.telemetry = telemetry
+        self.pipeline = pipeline
+        self.stores = pipeline.stores
+        self.telemetry = pipeline.telemetry
         self._token = token
         self._runner: web.AppRunner | None = None
 
@@ -40,6 +42,7 @@ class AdminServer:
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_post("/api/v1/sql", self.sql)
+        app.router.add_post("/api/v1/deadletter/redrive", self.redrive)
         return app
 
     async def start(self) -> None:
@@ -68,11 +71,34 @@ class AdminServer:
         return web.Response(text="ready\n")
 
     async def metrics(self, request: web.Request) -> web.Response:
+        if self.pipeline.spool is not None:
+            self.telemetry.spool_bytes.set(self.pipeline.spool.pending_bytes)
         return web.Response(body=self.telemetry.exposition(), content_type="text/plain", charset="utf-8")
 
-    async def sql(self, request: web.Request) -> web.Response:
+    def _authorized(self, request: web.Request) -> bool:
         supplied = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
-        if not hmac.compare_digest(supplied, self._token.encode()):
+        return hmac.compare_digest(supplied, self._token.encode())
+
+    async def redrive(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return web.Response(status=401, text="missing or wrong admin token\n")
+        try:
+            ids = json.loads(await request.read())["ids"]
+            assert isinstance(ids, list) and all(isinstance(i, str) for i in ids)
+        except (ValueError, KeyError, TypeError, AssertionError):
+            return web.Response(status=400, text='body must be JSON {"ids": ["<batch id>", ...]}\n')
+        results = {}
+        for batch_id in ids:
+            try:
+                results[batch_id] = await self.pipeline.redrive(batch_id)
+            except KeyError as exc:
+                results[batch_id] = f"error: {exc.args[0]}"
+            except GatewayError as exc:
+                results[batch_id] = f"error: {exc}"
+        return web.json_response(results)
+
+    async def sql(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
             return web.Response(status=401, text="missing or wrong admin token\n")
         try:
             body = json.loads(await request.read())

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import urllib.error
+import uuid
 import urllib.request
 from pathlib import Path
 
@@ -14,10 +15,13 @@ import click
 
 from gateway.admin import run_read
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.deadletter import DeadLetters
 from gateway.errors import GatewayError, StoreUnavailable
 from gateway.service import RUNTIME_FILE, TOKEN_FILE, serve
 from gateway.store.embedded import DataDirInUse, holder_alive
 from gateway.store.regions import RegionStores
+from gateway.store.writer import batch_token
+from schema import TABLES
 from schema.migrations import SchemaTooNew
 
 CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="YAML config file.")
@@ -80,14 +84,19 @@ def sql(config_path: Path | None, region: str, fmt: str, statement: str) -> None
 
 
 def _via_gateway(path: Path, region: str, fmt: str, statement: str) -> bytes:
+    return _admin_call(path, "/api/v1/sql", {"sql": statement, "region": region, "format": fmt})
+
+
+def _admin_call(path: Path, route: str, body: dict) -> bytes:
+    """POST to the running gateway's admin API with the token it left in `path`."""
     try:
         info = json.loads((path / RUNTIME_FILE).read_text())
         token = (path / TOKEN_FILE).read_text().strip()
     except OSError as exc:
         raise click.ClickException(f"the store at {path} is held by a process that left no admin details: {exc}") from None
     request = urllib.request.Request(
-        f"http://{info['admin']}/api/v1/sql",
-        data=json.dumps({"sql": statement, "region": region, "format": fmt}).encode(),
+        f"http://{info['admin']}{route}",
+        data=json.dumps(body).encode(),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
     try:
@@ -109,6 +118,67 @@ def _direct(config: GatewayConfig, region: str, fmt: str, statement: str) -> byt
         raise click.ClickException(str(exc)) from None
     finally:
         stores.close()
+
+
+@main.group("deadletter")
+def deadletter() -> None:
+    """Batches the store refused permanently."""
+
+
+@deadletter.command("list")
+@CONFIG
+def deadletter_list(config_path: Path | None) -> None:
+    """List dead-lettered batches with their reasons."""
+    config = _load(config_path)
+    entries = DeadLetters(config.store.path / "deadletter").list()
+    for e in entries:
+        click.echo(f"{e.batch_id}  {e.region}/{e.table}  {e.rows} rows  {e.reason.splitlines()[0]}")
+    click.echo(f"{len(entries)} dead-lettered batch(es)")
+
+
+@deadletter.command("redrive")
+@CONFIG
+@click.option("--all", "everything", is_flag=True, help="Redrive every dead-lettered batch.")
+@click.argument("ids", nargs=-1)
+def deadletter_redrive(config_path: Path | None, everything: bool, ids: tuple[str, ...]) -> None:
+    """Send dead-lettered batches to the store again (those still refused come back)."""
+    config = _load(config_path)
+    letters = DeadLetters(config.store.path / "deadletter")
+    chosen = [e.batch_id for e in letters.list()] if everything else list(ids)
+    if not chosen:
+        raise click.ClickException("name batch ids or pass --all")
+    if holder_alive(config.store.path):
+        results = json.loads(_admin_call(config.store.path, "/api/v1/deadletter/redrive", {"ids": chosen}))
+    else:
+        results = {batch_id: _redrive_direct(config, letters, batch_id) for batch_id in chosen}
+    failed = 0
+    for old, outcome in results.items():
+        click.echo(f"{old}: {outcome if outcome.startswith('error') else 'redriven as ' + outcome}")
+        failed += outcome.startswith("error")
+    if failed:
+        raise click.ClickException(f"{failed} batch(es) not redriven")
+
+
+def _redrive_direct(config: GatewayConfig, letters: DeadLetters, batch_id: str) -> str:
+    try:
+        batch = letters.load(batch_id)
+    except KeyError as exc:
+        return f"error: {exc.args[0]}"
+    if batch.region not in config.store.regions:
+        return f"error: region {batch.region!r} is not configured"
+    only = config.store.model_copy(update={"regions": {batch.region: config.store.regions[batch.region]}})
+    stores = RegionStores(only)
+    new_id = uuid.uuid4().hex
+    try:
+        stores.open()
+        table = next(t for t in TABLES if t.name == batch.table)
+        stores[batch.region].insert(table, batch.rows, batch_token([new_id]))
+    except GatewayError as exc:
+        return f"error: {str(exc).splitlines()[0]}"
+    finally:
+        stores.close()
+    letters.remove(batch_id)
+    return new_id
 
 
 if __name__ == "__main__":

@@ -153,6 +153,16 @@ class IngestPipeline:
             raise StoreUnavailable(f"the spool could not be written: {exc}") from None
         self.telemetry.spool_bytes.set(self.spool.pending_bytes)
 
+    async def redrive(self, dead_letter_id: str) -> str:
+        """Send a dead-lettered batch to the store again, under a new batch id
+        (the old id is finished in the spool). Returns the new id."""
+        old = await asyncio.to_thread(self.dead_letters.load, dead_letter_id)
+        batch_id = uuid.uuid4().hex
+        ctx = IngestContext("otlp", "redrive", batch_id, time.time_ns(), region=old.region)
+        await self._keep(ctx, _table_named(old.table), old.rows)
+        await asyncio.to_thread(self.dead_letters.remove, dead_letter_id)
+        return batch_id
+
     def pending_rows(self) -> int:
         return sum(w.pending_rows for w in self.writers.values())
 
@@ -167,6 +177,13 @@ class IngestPipeline:
             await self.spool.close()
         for executor in self._executors:
             executor.shutdown(wait=True)
+
+
+def _table_named(name: str) -> Table:
+    for table in TABLES:
+        if table.name == name:
+            return table
+    raise KeyError(f"no table named {name!r}")
 
 
 def _spool(config: GatewayConfig) -> Spool | None:

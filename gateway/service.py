@@ -47,7 +47,7 @@ class Gateway:
         self.grpc = OtlpGrpcReceiver(otlp.grpc, self.pipeline, self.telemetry) if otlp.grpc.enabled else None
         self.http = OtlpHttpReceiver(otlp.http, self.pipeline, self.telemetry) if otlp.http.enabled else None
         self._token = secrets.token_urlsafe(32)
-        self.admin = AdminServer(config.admin, self.stores, self.telemetry, self._token)
+        self.admin = AdminServer(config.admin, self.pipeline, self._token)
         self._stopped = False
 
     @property
@@ -57,13 +57,14 @@ class Gateway:
     async def start(self) -> None:
         await asyncio.to_thread(self.stores.open)
         self.pipeline.start()
-        for listener in (self.admin, self.grpc, self.http):
-            if listener is not None:
-                await listener.start()
+        # Before the admin listener answers, so a client never reads a stale token.
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
         write_private(self.runtime_dir / TOKEN_FILE, self._token)
         info = {"pid": os.getpid(), "admin": self.config.admin.endpoint}
         write_private(self.runtime_dir / RUNTIME_FILE, json.dumps(info))
+        for listener in (self.admin, self.grpc, self.http):
+            if listener is not None:
+                await listener.start()
         log.info("gateway ready (admin on %s)", self.config.admin.endpoint)
 
     async def shutdown(self) -> None:

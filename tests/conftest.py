@@ -24,10 +24,10 @@ def start_gateway(tmp_path):
     """Start a gateway with config overrides for one test."""
     started = []
 
-    def start(overrides: dict | None = None, name: str = "gw") -> GatewayProcess:
+    def start(overrides: dict | None = None, name: str = "gw", faults: bool = False) -> GatewayProcess:
         workdir = tmp_path / f"{name}{len(started)}"
         workdir.mkdir()
-        proc = GatewayProcess(workdir, overrides).start()
+        proc = GatewayProcess(workdir, overrides, faults).start()
         started.append(proc)
         return proc
 

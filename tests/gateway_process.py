@@ -32,8 +32,9 @@ def deep_merge(base: dict, extra: dict) -> dict:
 
 
 class GatewayProcess:
-    def __init__(self, workdir: Path, overrides: dict | None = None) -> None:
+    def __init__(self, workdir: Path, overrides: dict | None = None, faults: bool = False) -> None:
         self.workdir = workdir
+        self.faults = faults
         self.grpc_port, self.http_port, self.admin_port = free_port(), free_port(), free_port()
         config = {
             "receivers": {"otlp": {
@@ -64,6 +65,8 @@ class GatewayProcess:
     def start(self, timeout: float = 60) -> GatewayProcess:
         log = open(self.log_path, "ab")
         env = dict(os.environ, PYTHONPATH=str(ROOT))
+        if self.faults:
+            env["TELEMETRY_GATEWAY_FAULTS"] = "1"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config_path)],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
@@ -112,6 +115,33 @@ class GatewayProcess:
     def metrics_text(self) -> str:
         with urllib.request.urlopen(self.admin_url + "/metrics", timeout=10) as r:
             return r.read().decode()
+
+    def fault(self, name: str, text: str = "") -> Path:
+        """Turn on a fault switch (see gateway.store.faults)."""
+        path = self.workdir / "data" / "faults" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def clear_fault(self, name: str) -> None:
+        (self.workdir / "data" / "faults" / name).unlink(missing_ok=True)
+
+    def kill(self) -> int:
+        """SIGKILL: no shutdown code runs."""
+        self.proc.kill()
+        return self.proc.wait()
+
+    def reconfigure(self, overrides: dict) -> None:
+        self.config = deep_merge(self.config, overrides)
+        self.config_path.write_text(yaml.safe_dump(self.config))
+
+    def metric(self, name: str) -> float:
+        """Sum of a metric's samples on /metrics (0 when absent)."""
+        total = 0.0
+        for line in self.metrics_text().splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
 
     def stop(self, timeout: float = 60) -> int:
         if self.proc is None or self.proc.poll() is not None:

@@ -245,7 +245,10 @@ class Spool:
             segment = self._segments[number]
             if number < self._active and segment.empty:
                 del self._segments[number]
-                self._queue.put(("delete", segment.path, None, False, None))
+                if self._thread is None:  # at open, before the writer runs
+                    segment.path.unlink(missing_ok=True)
+                else:
+                    self._queue.put(("delete", segment.path, None, False, None))
 
     async def _submit(self, op: str, item, sync: bool, written=None) -> None:
         """Hand an append to the writer thread. `written(segment, size)` runs on the

@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import pyarrow as pa
@@ -21,6 +21,8 @@ from adapters.base import AcceptWindow, AdaptResult, IngestContext
 from adapters.otlp import logs as otlp_logs
 from adapters.otlp import metrics as otlp_metrics
 from adapters.otlp.attributes import AttributeSets
+from adapters.prometheus import remote_write
+from adapters.prometheus.remote_write import PrometheusMetadata
 from gateway.config import GatewayConfig
 from gateway.deadletter import DeadLetters
 from gateway.errors import BadRequest, StoreUnavailable, Throttled
@@ -36,21 +38,34 @@ NS = 1_000_000_000
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class AdapterState:
+    """What adapters remember between requests."""
+
+    attribute_sets: AttributeSets = field(default_factory=AttributeSets)
+    prometheus: PrometheusMetadata = field(default_factory=PrometheusMetadata)
+
+
 @dataclass(frozen=True)
 class Signal:
     name: str
+    source_kind: str
     message: str
     noun: str
     table: Table
     decode: Callable[[bytes], object]
-    adapt: Callable[[object, IngestContext, AttributeSets], AdaptResult]
+    adapt: Callable[[object, IngestContext, AdapterState], AdaptResult]
 
 
 SIGNALS = {
-    "metrics": Signal("metrics", "ExportMetricsServiceRequest", "data points", POINTS,
-                      otlp_metrics.decode_request, otlp_metrics.metrics_to_arrow),
-    "logs": Signal("logs", "ExportLogsServiceRequest", "log records", LOGS,
-                   otlp_logs.decode_request, otlp_logs.logs_to_arrow),
+    "metrics": Signal("metrics", "otlp", "OTLP ExportMetricsServiceRequest", "data points", POINTS,
+                      otlp_metrics.decode_request,
+                      lambda r, ctx, st: otlp_metrics.metrics_to_arrow(r, ctx, st.attribute_sets)),
+    "logs": Signal("logs", "otlp", "OTLP ExportLogsServiceRequest", "log records", LOGS,
+                   otlp_logs.decode_request, lambda r, ctx, st: otlp_logs.logs_to_arrow(r, ctx, st.attribute_sets)),
+    "remote_write": Signal("metrics", "remote_write", "Prometheus WriteRequest", "samples", POINTS,
+                           remote_write.decode_request,
+                           lambda r, ctx, st: remote_write.remote_write_to_arrow(r, ctx, st.prometheus)),
 }
 
 
@@ -66,7 +81,7 @@ class IngestPipeline:
         self.config = config
         self.stores = stores
         self.telemetry = telemetry
-        self.attribute_sets = AttributeSets()
+        self.adapter_state = AdapterState()
         limits = config.limits
         self.window = AcceptWindow(int(limits.max_age * NS), int(limits.max_future * NS))
         self.memory = MemoryLimiter(limits.max_memory_mib << 20, limits.retry_after)
@@ -122,13 +137,13 @@ class IngestPipeline:
         try:
             request = signal.decode(payload)
         except DecodeError as exc:
-            self.telemetry.rejected(signal.name, "otlp", "malformed", 1)
-            raise BadRequest(f"request body is not a valid OTLP {signal.message}: {exc}") from None
+            self.telemetry.rejected(signal.name, signal.source_kind, "malformed", 1)
+            raise BadRequest(f"request body is not a valid {signal.message}: {exc}") from None
         ctx = IngestContext(
-            source_kind="otlp", source_id=source_id, batch_id=uuid.uuid4().hex,
+            source_kind=signal.source_kind, source_id=source_id, batch_id=uuid.uuid4().hex,
             received_ns=time.time_ns(), window=self.window, region=self.default_region,
         )
-        result = signal.adapt(request, ctx, self.attribute_sets)
+        result = signal.adapt(request, ctx, self.adapter_state)
         for reason, n in result.outcome.rejected.items():
             self.telemetry.rejected(signal.name, ctx.source_kind, _reason_class(reason), n)
         await self._keep(ctx, signal.table, result.table)

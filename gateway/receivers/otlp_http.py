@@ -1,4 +1,4 @@
-"""OTLP/HTTP receiver: POST /v1/metrics, /v1/logs, /v1/traces.
+"""OTLP/HTTP receiver: POST /v1/metrics, /v1/logs, /v1/traces (and remote write on the same listener).
 
 Protobuf (application/x-protobuf) and JSON (application/json) bodies, gzip or
 deflate or none. The response has the request's Content-Type: an Export*
@@ -20,6 +20,7 @@ from gateway.receivers import status
 from gateway.receivers.responses import export_response
 from gateway.receivers.body import decompress, too_large
 from gateway.receivers.otlp_json import json_to_protobuf, response_json
+from gateway.receivers.remote_write import RemoteWriteRoute
 from gateway.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class OtlpHttpReceiver:
         app.router.add_post("/v1/metrics", self._handler("metrics"))
         app.router.add_post("/v1/logs", self._handler("logs"))
         app.router.add_post("/v1/traces", self._handler("traces"))
+        RemoteWriteRoute(self.pipeline, self.telemetry, self.limit, self._read).register(app)
         return app
 
     async def start(self) -> None:

@@ -1,0 +1,1 @@
+"""Prometheus data model adapters: remote write and the exposition formats."""

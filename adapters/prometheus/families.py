@@ -1,0 +1,127 @@
+"""Prometheus samples to points, after the OpenTelemetry Prometheus compatibility rules.
+
+* Type comes from metadata (`# TYPE`, or remote-write metadata) for the
+  sample's family; without it from the name: `_total` is a counter, `_bucket`
+  with `le` a histogram part, a `quantile` label a summary part, anything else
+  a gauge.
+* Counters become cumulative monotonic sums; gauges, unknown, info and
+  stateset become gauges.
+* Classic histograms and summaries are kept as their component series, the
+  way Prometheus itself stores them: `_bucket{le}` and `_count` as cumulative
+  monotonic sums, `_sum` as a cumulative sum, quantile series as gauges, each
+  with the family's unit and help. A remote-write request does not carry a
+  histogram's series together (Prometheus shards and batches by series), so
+  assembling them per request would produce partial histograms; components
+  are exact and can be assembled at query time (group by time and the labels
+  other than `le`).
+* `job` and `instance` become the resource attributes `service.name` and
+  `service.instance.id`; other labels are point attributes. Names stay as
+  Prometheus spells them; the unit comes from metadata or a known suffix.
+* The staleness marker (one exact NaN) becomes a point with the "no recorded
+  value" flag.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from adapters.base import Outcome
+from adapters.points import PointRows, is_stale_marker
+
+SUFFIX_UNITS = (("_seconds", "s"), ("_bytes", "By"), ("_ratio", "1"), ("_celsius", "Cel"), ("_percent", "%"),
+                ("_meters", "m"), ("_volts", "V"), ("_amperes", "A"), ("_joules", "J"), ("_hertz", "Hz"))
+PART_SUFFIXES = ("_bucket", "_count", "_sum", "_created", "_total", "_info", "_gcount", "_gsum")
+NS_PER_MS = 1_000_000
+
+
+@dataclass(frozen=True)
+class FamilyInfo:
+    type: str = "unknown"
+    help: str = ""
+    unit: str = ""
+
+
+@dataclass
+class Sample:
+    name: str
+    labels: dict[str, str]
+    value: float
+    timestamp_ms: int
+
+
+Lookup = Callable[[str], "FamilyInfo | None"]
+
+
+def resolve(name: str, labels: dict[str, str], lookup: Lookup) -> tuple[str, FamilyInfo]:
+    """(family name, info) of a sample name."""
+    info = lookup(name)
+    if info is not None:
+        return name, info
+    for suffix in PART_SUFFIXES:
+        if name.endswith(suffix):
+            info = lookup(name[: -len(suffix)])
+            if info is not None:
+                return name[: -len(suffix)], info
+    if name.endswith("_bucket") and "le" in labels:
+        return name[:-7], FamilyInfo("histogram")
+    if "quantile" in labels:
+        return name, FamilyInfo("summary")
+    if name.endswith("_total"):
+        return name, FamilyInfo("counter")
+    return name, FamilyInfo("gauge")
+
+
+def unit_of(family: str, info: FamilyInfo) -> str:
+    if info.unit:
+        return info.unit
+    base = family.removesuffix("_total")
+    for suffix, unit in SUFFIX_UNITS:
+        if base.endswith(suffix):
+            return unit
+    return ""
+
+
+def split_resource(labels: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    attributes = {k: v for k, v in labels.items() if k not in ("job", "instance")}
+    resource = {}
+    if "job" in labels:
+        resource["service.name"] = labels["job"]
+    if "instance" in labels:
+        resource["service.instance.id"] = labels["instance"]
+    return attributes, resource
+
+
+def kind_of(name: str, family: str, info: FamilyInfo, labels: dict[str, str]) -> tuple[str, bool]:
+    """(kind, monotonic) for one sample series."""
+    if info.type == "counter":
+        return "sum", True
+    if info.type in ("histogram", "gaugehistogram", "summary"):
+        suffix = name[len(family):]
+        if suffix in ("_bucket", "_count", "_gcount") or (suffix == "" and info.type != "summary"):
+            return ("sum", True) if info.type != "gaugehistogram" else ("gauge", False)
+        if suffix in ("_sum", "_gsum"):
+            return ("sum", False) if info.type != "gaugehistogram" else ("gauge", False)
+    return "gauge", False
+
+
+def add_samples(rows: PointRows, samples: Iterable[Sample], lookup: Lookup, outcome: Outcome) -> None:
+    """Append one point per sample to `rows`; repeated (series, timestamp) pairs are refused."""
+    seen: set[tuple] = set()
+    for s in samples:
+        identity = (s.name, tuple(sorted(s.labels.items())), s.timestamp_ms)
+        if identity in seen:
+            outcome.reject("duplicate sample (same series and timestamp)")
+            continue
+        seen.add(identity)
+        family, info = resolve(s.name, s.labels, lookup)
+        kind, monotonic = kind_of(s.name, family, info, s.labels)
+        attributes, resource = split_resource(s.labels)
+        stale = is_stale_marker(s.value)
+        rows.add(
+            time_ns=s.timestamp_ms * NS_PER_MS, name=s.name, kind=kind,
+            temporality="cumulative" if kind == "sum" else "unspecified", monotonic=monotonic,
+            value=math.nan if stale else s.value, stale=stale, attributes=attributes, resource=resource,
+            unit=unit_of(family, info), description=info.help,
+        )

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cramjam
+
+from adapters.points import stale_marker
+from adapters.prometheus.prompb import WriteRequest
+from adapters.prometheus.remote_write import PrometheusMetadata, remote_write_to_arrow
+from tests.adapters.otlp.helpers import NS, context
+from tests.rows import check_golden, plain_rows
+
+TESTDATA = Path(__file__).parent / "testdata"
+
+
+def recorded(name: str):
+    return WriteRequest.FromString(bytes(cramjam.snappy.decompress_raw((TESTDATA / name).read_bytes())))
+
+
+def adapt(request, metadata: PrometheusMetadata | None = None, received_ns: int | None = None):
+    if received_ns is None:
+        received_ns = max((s.timestamp for ts in request.timeseries for s in ts.samples), default=0) * 1_000_000 + NS
+    return remote_write_to_arrow(request, context(received_ns, source_kind="remote_write"), metadata or PrometheusMetadata())
+
+
+def by_name(rows: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for row in rows:
+        out.setdefault(row["metric_name"], []).append(row)
+    return out
+
+
+def test_recorded_node_exporter_request_matches_golden_rows():
+    metadata = PrometheusMetadata()
+    assert adapt(recorded("node_exporter_metadata.snappy"), metadata).table.num_rows == 0
+    result = adapt(recorded("node_exporter_samples.snappy"), metadata)
+    assert result.outcome.rejected_count == 0 and result.table.num_rows == 500
+    rows = sorted(plain_rows(result.table), key=lambda r: (r["metric_name"], sorted(r["attributes"].items())))
+    check_golden(rows, TESTDATA / "node_exporter_samples.expected.json")
+
+
+def test_types_units_and_resource_follow_the_compatibility_rules():
+    metadata = PrometheusMetadata()
+    adapt(recorded("node_exporter_metadata.snappy"), metadata)
+    rows = by_name(plain_rows(adapt(recorded("node_exporter_samples.snappy"), metadata).table))
+    cpu = rows["node_cpu_seconds_total"][0]
+    assert (cpu["kind"], cpu["temporality"], cpu["is_monotonic"], cpu["unit"]) == ("sum", "cumulative", True, "s")
+    assert cpu["description"] == "Seconds the CPUs spent in each mode."
+    assert set(cpu["attributes"]) == {"cpu", "mode"}
+    assert cpu["service_name"] == "node" and set(cpu["resource_attributes"]) == {"service.name", "service.instance.id"}
+    assert rows["go_goroutines"][0]["kind"] == "gauge" and rows["go_goroutines"][0]["temporality"] == "unspecified"
+    quantiles = rows["go_gc_duration_seconds"]
+    assert {r["kind"] for r in quantiles} == {"gauge"} and {r["attributes"]["quantile"] for r in quantiles} == {"0", "0.25", "0.5", "0.75", "1"}
+    [count] = rows["go_gc_duration_seconds_count"]
+    assert (count["kind"], count["is_monotonic"], count["unit"]) == ("sum", True, "s")
+    assert rows["node_memory_MemTotal_bytes"][0]["unit"] == "By"
+
+
+def test_without_metadata_the_name_decides():
+    rows = by_name(plain_rows(adapt(recorded("node_exporter_samples.snappy")).table))
+    assert rows["node_cpu_seconds_total"][0]["kind"] == "sum"  # _total
+    assert rows["go_goroutines"][0]["kind"] == "gauge"
+    assert rows["go_gc_duration_seconds"][0]["kind"] == "gauge"  # quantile series
+
+
+def request_with(series: list[tuple[dict[bytes, bytes], list[tuple[float, int]]]]):
+    request = WriteRequest()
+    for labels, samples in series:
+        ts = request.timeseries.add()
+        for name, value in labels.items():
+            ts.labels.add(name=name, value=value)
+        for value, timestamp in samples:
+            ts.samples.add(value=value, timestamp=timestamp)
+    return request
+
+
+def test_staleness_markers_duplicates_and_bad_series():
+    now_ms = 1_800_000_000_000
+    request = request_with([
+        ({b"__name__": b"up", b"job": b"api"}, [(1.0, now_ms - 2000), (stale_marker(), now_ms - 1000), (1.0, now_ms - 2000)]),
+        ({b"__name__": b"temp", b"job": b"api"}, [(math.nan, now_ms - 1000)]),
+        ({b"job": b"api"}, [(1.0, now_ms)]),
+        ({b"__name__": b"bad", b"host": b"\xff\xfe"}, [(1.0, now_ms)]),
+    ])
+    result = adapt(request, received_ns=now_ms * 1_000_000)
+    rows = plain_rows(result.table)
+    assert [(r["metric_name"], r["point_flags"], r["quality_flags"]) for r in rows] == [
+        ("up", 0, []), ("up", 1, ["no_recorded_value"]), ("temp", 0, ["non_finite"]),
+    ]
+    assert result.outcome.rejected == {
+        "duplicate sample (same series and timestamp)": 1, "series without __name__": 1, "a label is not valid UTF-8": 1,
+    }

@@ -1,0 +1,88 @@
+"""Real peer processes for tests: Prometheus, exporters, rsyslog (Debian packages).
+
+`.ci/run` installs them; a test that needs one and does not find it fails
+(it does not skip): CI must run it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from tests.gateway_process import free_port
+
+
+def binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(f"{name} is not installed; .ci/run installs it (Debian package)")
+    return path
+
+
+class Peer:
+    def __init__(self, argv: list[str], ready_url: str, log: Path) -> None:
+        self.ready_url = ready_url
+        self.log_path = log
+        self.proc = subprocess.Popen(argv, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 30) -> "Peer":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.proc.args[0]} exited:\n{self.log_path.read_text(errors='replace')[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.ready_url, timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.proc.args[0]} not ready")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def node_exporter(workdir: Path) -> tuple[Peer, int]:
+    port = free_port()
+    argv = [binary("prometheus-node-exporter"), f"--web.listen-address=127.0.0.1:{port}"]
+    return Peer(argv, f"http://127.0.0.1:{port}/metrics", workdir / "node_exporter.log").wait_ready(), port
+
+
+def blackbox_exporter(workdir: Path) -> tuple[Peer, int]:
+    port = free_port()
+    config = workdir / "blackbox.yml"
+    config.write_text(yaml.safe_dump({"modules": {
+        "http_2xx": {"prober": "http", "timeout": "5s", "http": {"preferred_ip_protocol": "ip4"}},
+        "tcp_connect": {"prober": "tcp", "timeout": "5s", "tcp": {"preferred_ip_protocol": "ip4"}},
+    }}))
+    argv = [binary("prometheus-blackbox-exporter"), f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}"]
+    return Peer(argv, f"http://127.0.0.1:{port}/metrics", workdir / "blackbox.log").wait_ready(), port
+
+
+def prometheus(workdir: Path, scrape_targets: dict[str, list[str]], remote_write_url: str | None) -> tuple[Peer, int]:
+    port = free_port()
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": targets}]} for job, targets in scrape_targets.items()],
+    }
+    if remote_write_url:
+        config["remote_write"] = [{
+            "url": remote_write_url,
+            "queue_config": {"batch_send_deadline": "1s", "min_backoff": "100ms", "max_backoff": "1s"},
+            "metadata_config": {"send": True, "send_interval": "1s"},
+        }]
+    path = workdir / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    argv = [binary("prometheus"), f"--config.file={path}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}"]
+    return Peer(argv, f"http://127.0.0.1:{port}/-/ready", workdir / "prometheus.log").wait_ready(60), port

@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/setup-venv.sh test
+source deploy/setup-peers.sh
 exec .venv/bin/python -m pytest -q -rs -p no:cacheprovider "$@"

@@ -17,7 +17,9 @@ from typing import Callable
 import pyarrow as pa
 from google.protobuf.message import DecodeError
 
-from adapters.base import AcceptWindow, AdaptResult, IngestContext
+from adapters.base import AcceptWindow, AdaptResult, IngestContext, Outcome
+from adapters.points import PointRows
+from adapters.prometheus.families import add_samples
 from adapters.otlp import logs as otlp_logs
 from adapters.otlp import metrics as otlp_metrics
 from adapters.otlp.attributes import AttributeSets
@@ -150,6 +152,23 @@ class IngestPipeline:
         accepted = result.table.num_rows
         self.telemetry.accepted(signal.name, ctx.source_kind, accepted)
         return IngestReport(accepted, result.outcome.rejected_count, result.outcome.message(signal.noun))
+
+    async def ingest_samples(self, samples: list, lookup, source_kind: str, source_id: str) -> IngestReport:
+        """Prometheus-model samples from a poller: to points, then kept like any request."""
+        self.memory.check()
+        ctx = IngestContext(
+            source_kind=source_kind, source_id=source_id, batch_id=uuid.uuid4().hex,
+            received_ns=time.time_ns(), window=self.window, region=self.default_region,
+        )
+        outcome = Outcome()
+        rows = PointRows()
+        add_samples(rows, samples, lambda name: lookup(name) or self.adapter_state.prometheus.lookup(name), outcome)
+        result = rows.finish(ctx, outcome)
+        for reason, n in outcome.rejected.items():
+            self.telemetry.rejected("metrics", source_kind, _reason_class(reason), n)
+        await self._keep(ctx, POINTS, result.table)
+        self.telemetry.accepted("metrics", source_kind, result.table.num_rows)
+        return IngestReport(result.table.num_rows, outcome.rejected_count, outcome.message("samples"))
 
     async def _keep(self, ctx: IngestContext, table: Table, rows: pa.Table) -> None:
         """Return once the rows are safe: in the spool, or without one, in the store."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from gateway.admin import AdminServer
 from gateway.config import GatewayConfig
 from gateway.pipeline import IngestPipeline
+from gateway.pollers.scrape import ScrapePoller
 from gateway.receivers.otlp_grpc import OtlpGrpcReceiver
 from gateway.receivers.otlp_http import OtlpHttpReceiver
 from gateway.store.regions import RegionStores
@@ -46,6 +47,7 @@ class Gateway:
         otlp = config.receivers.otlp
         self.grpc = OtlpGrpcReceiver(otlp.grpc, self.pipeline, self.telemetry) if otlp.grpc.enabled else None
         self.http = OtlpHttpReceiver(otlp.http, self.pipeline, self.telemetry) if otlp.http.enabled else None
+        self.scrape = ScrapePoller(config.pollers.scrape, self.pipeline)
         self._token = secrets.token_urlsafe(32)
         self.admin = AdminServer(config.admin, self.pipeline, self._token)
         self._stopped = False
@@ -65,6 +67,7 @@ class Gateway:
         for listener in (self.admin, self.grpc, self.http):
             if listener is not None:
                 await listener.start()
+        await self.scrape.start()
         log.info("gateway ready (admin on %s)", self.config.admin.endpoint)
 
     async def shutdown(self) -> None:
@@ -74,6 +77,7 @@ class Gateway:
         log.info("shutting down: draining accepted data")
         # Receivers drain in-flight requests while the writers flush at once:
         # those requests are waiting for exactly that flush to be answered.
+        await self.scrape.shutdown()
         receivers = [r.shutdown() for r in (self.grpc, self.http) if r is not None]
         await asyncio.gather(*receivers, self.pipeline.drain())
         await self.pipeline.close()

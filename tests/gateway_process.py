@@ -45,6 +45,10 @@ class GatewayProcess:
             "admin": {"endpoint": f"127.0.0.1:{self.admin_port}"},
         }
         self.config = deep_merge(config, overrides or {})
+        otlp = self.config["receivers"]["otlp"]
+        self.grpc_port = int(otlp["grpc"]["endpoint"].rsplit(":", 1)[1])
+        self.http_port = int(otlp["http"]["endpoint"].rsplit(":", 1)[1])
+        self.admin_port = int(self.config["admin"]["endpoint"].rsplit(":", 1)[1])
         self.config_path = workdir / "gateway.yaml"
         self.config_path.write_text(yaml.safe_dump(self.config))
         self.log_path = workdir / "gateway.log"

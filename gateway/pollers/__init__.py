@@ -1,0 +1,1 @@
+"""Pollers fetch data themselves (agentless): scrape targets, probes."""

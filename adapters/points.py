@@ -72,8 +72,8 @@ class PointRows:
 
     def __init__(self) -> None:
         self.cols: dict[str, list] = {name: [] for name in (
-            "time", "start_time", "value", "is_monotonic", "point_flags", "count", "sum",
-            "bucket_bounds", "bucket_counts", "quantiles", "quantile_values", *self.TEXT,
+            "time", "start_time", "value", "is_monotonic", "point_flags", "count", "sum", "min", "max",
+            "bucket_bounds", "bucket_counts", "quantiles", "quantile_values", "exemplar_trace_ids", *self.TEXT,
         )}
         self.attrs: list[int] = []
         self.resources: list[int] = []
@@ -88,6 +88,7 @@ class PointRows:
             unit: str = "", description: str = "", count: int = 0, sum_: float | None = None,
             bounds: list[float] | None = None, bucket_counts: list[int] | None = None,
             quantiles: list[float] | None = None, quantile_values: list[float] | None = None,
+            min_: float | None = None, max_: float | None = None, exemplars: list[str] | None = None,
             stale: bool = False, scope: tuple[str, str] = ("", "")) -> None:
         c = self.cols
         c["time"].append(time_ns)
@@ -97,6 +98,9 @@ class PointRows:
         c["point_flags"].append(NO_RECORDED_VALUE if stale else 0)
         c["count"].append(count)
         c["sum"].append(sum_)
+        c["min"].append(min_)
+        c["max"].append(max_)
+        c["exemplar_trace_ids"].append(exemplars or [])
         c["bucket_bounds"].append(bounds or [])
         c["bucket_counts"].append(bucket_counts or [])
         c["quantiles"].append(quantiles or [])

@@ -180,6 +180,14 @@ class ScrapeConfig(Model):
         return self
 
 
+class ApmConfig(Model):
+    """RED series from spans (OTLP traces, Zipkin)."""
+
+    # Distinct (service, operation, status class) keys; more fold into __overflow__.
+    max_series: int = Field(2000, gt=0)
+    window: Seconds = 10.0
+
+
 class PollersConfig(Model):
     scrape: ScrapeConfig = ScrapeConfig()
 
@@ -195,6 +203,7 @@ class GatewayConfig(Model):
     spool: SpoolConfig = SpoolConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
     pollers: PollersConfig = PollersConfig()
+    apm: ApmConfig = ApmConfig()
     admin: AdminConfig = AdminConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -22,6 +22,8 @@ from adapters.points import PointRows
 from adapters.prometheus.families import add_samples
 from adapters.otlp import logs as otlp_logs
 from adapters.otlp import metrics as otlp_metrics
+from adapters.apm import otlp_traces, zipkin
+from adapters.apm.red import SeriesLimiter, red_rows
 from adapters.otlp.attributes import AttributeSets
 from adapters.prometheus import remote_write
 from adapters.prometheus.remote_write import PrometheusMetadata
@@ -44,8 +46,17 @@ log = logging.getLogger(__name__)
 class AdapterState:
     """What adapters remember between requests."""
 
+    apm_series: SeriesLimiter
+    apm_window_s: int
     attribute_sets: AttributeSets = field(default_factory=AttributeSets)
     prometheus: PrometheusMetadata = field(default_factory=PrometheusMetadata)
+
+
+def _red(facts_and_refused, ctx: IngestContext, state: AdapterState) -> AdaptResult:
+    facts, refused = facts_and_refused
+    result = red_rows(facts, ctx, state.apm_series, state.apm_window_s)
+    result.outcome.reject("span attributes, name or fields are not valid", refused)
+    return result
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,10 @@ SIGNALS = {
     "remote_write": Signal("metrics", "remote_write", "Prometheus WriteRequest", "samples", POINTS,
                            remote_write.decode_request,
                            lambda r, ctx, st: remote_write.remote_write_to_arrow(r, ctx, st.prometheus)),
+    "traces": Signal("traces", "apm", "OTLP ExportTraceServiceRequest", "spans", POINTS, otlp_traces.decode_request,
+                     lambda r, ctx, st: _red(otlp_traces.span_facts(r, st.attribute_sets), ctx, st)),
+    "zipkin": Signal("traces", "apm", "Zipkin v2 span list", "spans", POINTS, zipkin.decode,
+                     lambda r, ctx, st: _red(zipkin.span_facts(r), ctx, st)),
 }
 
 
@@ -83,7 +98,7 @@ class IngestPipeline:
         self.config = config
         self.stores = stores
         self.telemetry = telemetry
-        self.adapter_state = AdapterState()
+        self.adapter_state = AdapterState(SeriesLimiter(config.apm.max_series), int(config.apm.window))
         limits = config.limits
         self.window = AcceptWindow(int(limits.max_age * NS), int(limits.max_future * NS))
         self.memory = MemoryLimiter(limits.max_memory_mib << 20, limits.retry_after)
@@ -138,7 +153,7 @@ class IngestPipeline:
         self.memory.check()
         try:
             request = signal.decode(payload)
-        except DecodeError as exc:
+        except (DecodeError, ValueError) as exc:
             self.telemetry.rejected(signal.name, signal.source_kind, "malformed", 1)
             raise BadRequest(f"request body is not a valid {signal.message}: {exc}") from None
         ctx = IngestContext(

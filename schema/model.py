@@ -54,6 +54,7 @@ FLOATS = ColumnType("Array(Float64)", pa.list_(pa.float64()))
 COUNTS = ColumnType("Array(UInt64)", pa.list_(pa.uint64()))
 ATTRS = ColumnType("Map(LowCardinality(String), String)", pa.map_(pa.string(), pa.string()))
 FLAGS = ColumnType("Array(LowCardinality(String))", pa.list_(pa.string()))
+STRINGS = ColumnType("Array(String)", pa.list_(pa.string()))
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,8 @@ POINTS = Table(
             "Series identity: a 64-bit id of tenant, metric name, resource and point attributes, "
             "independent of attribute order (`adapters.series`).",
         ),
+        Column("exemplar_trace_ids", STRINGS, "Trace ids (hex) of example spans behind the point (APM series).",
+               ZSTD, since=2),
     ),
     order_by="(tenant, metric_name, series_id, time)",
     partition_by="toDate(time)",

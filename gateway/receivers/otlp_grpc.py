@@ -16,7 +16,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from gateway.config import GrpcConfig
-from gateway.errors import BadRequest, GatewayError, NotAccepted
+from gateway.errors import BadRequest, GatewayError
 from gateway.pipeline import IngestPipeline, IngestReport
 from gateway.receivers import status
 from gateway.receivers.responses import export_response
@@ -76,8 +76,6 @@ class OtlpGrpcReceiver:
     def _handler(self, signal: str):
         async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             try:
-                if signal == "traces":
-                    raise NotAccepted("traces are not accepted by this gateway yet; send metrics and logs")
                 report = await self.pipeline.ingest(signal, request, f"otlp-grpc:{_peer_host(context.peer())}")
             except GatewayError as exc:
                 self.telemetry.request("grpc", signal, type(exc).__name__)

@@ -14,13 +14,14 @@ from aiohttp import web
 from google.rpc import status_pb2
 
 from gateway.config import HttpConfig
-from gateway.errors import BadRequest, GatewayError, NotAccepted, UnsupportedMediaType
+from gateway.errors import BadRequest, GatewayError, UnsupportedMediaType
 from gateway.pipeline import IngestPipeline, IngestReport
 from gateway.receivers import status
 from gateway.receivers.responses import export_response
 from gateway.receivers.body import decompress, too_large
 from gateway.receivers.otlp_json import json_to_protobuf, response_json
 from gateway.receivers.remote_write import RemoteWriteRoute
+from gateway.receivers.zipkin import ZipkinRoute
 from gateway.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class OtlpHttpReceiver:
         app.router.add_post("/v1/logs", self._handler("logs"))
         app.router.add_post("/v1/traces", self._handler("traces"))
         RemoteWriteRoute(self.pipeline, self.telemetry, self.limit, self._read).register(app)
+        ZipkinRoute(self.pipeline, self.telemetry, self.limit, self._read).register(app)
         return app
 
     async def start(self) -> None:
@@ -81,8 +83,6 @@ class OtlpHttpReceiver:
             raise UnsupportedMediaType(
                 f"Content-Type {request.content_type!r} is not supported (use {PROTOBUF} or {JSON})"
             )
-        if signal == "traces":
-            raise NotAccepted("traces are not accepted by this gateway yet; send metrics and logs")
         body = decompress(await self._read(request), request.headers.get("Content-Encoding", ""), self.limit)
         if request.content_type == JSON:
             body = json_to_protobuf(signal, body)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from gateway.pipeline import IngestReport
 
@@ -14,6 +15,12 @@ def export_response(signal: str, report: IngestReport):
         message = ExportMetricsServiceResponse()
         if report.message:
             message.partial_success.rejected_data_points = report.rejected
+            message.partial_success.error_message = report.message
+        return message
+    if signal == "traces":
+        message = ExportTraceServiceResponse()
+        if report.message:
+            message.partial_success.rejected_spans = report.rejected
             message.partial_success.error_message = report.message
         return message
     message = ExportLogsServiceResponse()

@@ -11,6 +11,7 @@ import urllib.error
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 
+from schema.migrations import latest_version
 from tests.gateway_process import ROOT
 from tests.receivers.otlp_requests import gauge_request, post
 
@@ -102,4 +103,4 @@ def test_serve_refuses_a_store_written_by_a_newer_gateway(tmp_path):
     result = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 1
-    assert "database 'telemetry' has schema version 999, but this gateway knows versions up to 1" in result.stderr
+    assert f"database 'telemetry' has schema version 999, but this gateway knows versions up to {latest_version()}" in result.stderr

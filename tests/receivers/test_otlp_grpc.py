@@ -86,13 +86,6 @@ def test_invalid_utf8_is_a_partial_success(gateway):
     assert gateway.wait_rows(f"SELECT value FROM telemetry.metric_points WHERE service_name = '{service}'", 1) == [{"value": 1.0}]
 
 
-def test_traces_are_unimplemented(gateway):
-    with pytest.raises(grpc.RpcError) as info:
-        call(gateway, TRACES, b"")
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "traces are not accepted" in info.value.details()
-
-
 def test_without_the_spool_throttling_is_unavailable_with_retry_info(start_gateway):
     gw = start_gateway({"spool": {"enabled": False}, "limits": {"max_pending_rows": 3, "retry_after": "3s"}})
     with pytest.raises(grpc.RpcError) as info:

@@ -218,12 +218,6 @@ def test_an_empty_request_is_a_full_success(gateway):
         assert response in (b"", b"{}")
 
 
-def test_traces_are_refused_permanently_not_dropped(gateway):
-    code, headers, body = post(gateway.http_url, "/v1/traces", b"", PB)
-    assert code == 501 and "retry-after" not in headers
-    assert status_of(body).message == "traces are not accepted by this gateway yet; send metrics and logs"
-
-
 def test_without_the_spool_throttling_answers_429_with_retry_after(start_gateway):
     gw = start_gateway({"spool": {"enabled": False}, "limits": {"max_pending_rows": 3, "retry_after": "2s"}})
     code, headers, body = send_metrics(gw, gauge_request("throttled", [{"value": float(i)} for i in range(5)]).SerializeToString())

@@ -121,3 +121,16 @@ def test_errors_are_sorted_by_whether_a_retry_can_help():
     assert isinstance(classify(RuntimeError("Code: 117. DB::Exception: Incorrect data")), StoreRejected)
     assert isinstance(classify(RuntimeError("Code: 241. DB::Exception: Memory limit exceeded")), StoreUnavailable)
     assert isinstance(classify(ConnectionError("connection refused")), StoreUnavailable)
+
+
+def test_an_older_store_is_migrated_forward(make_store):
+    from schema.migrations import bookkeeping_ddl, migration
+
+    old = make_store()
+    for statement in bookkeeping_ddl(old.database) + migration(old.database, 1).statements:
+        old.execute(statement)
+    old.execute(f"INSERT INTO `{old.database}`.schema_migrations (version) VALUES (1)")
+    assert "exemplar_trace_ids" not in old.execute(f"SHOW CREATE TABLE `{old.database}`.metric_points").decode()
+    old.open()
+    assert old.schema_version() == latest_version() >= 2
+    assert "exemplar_trace_ids" in old.execute(f"SHOW CREATE TABLE `{old.database}`.metric_points").decode()

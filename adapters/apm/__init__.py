@@ -1,0 +1,1 @@
+"""APM adapters: spans (OTLP, Zipkin) to RED series."""

@@ -1,0 +1,53 @@
+"""OTLP traces to span facts for the RED series (`adapters.apm.red`)."""
+
+from __future__ import annotations
+
+from adapters.apm.red import CONSUMER, SERVER, STATUS_ERROR, SpanFact, is_error, status_class
+from adapters.otlp import wire
+from adapters.otlp.attributes import AttributeSets, InvalidAttributes, service_name
+
+decode_request = wire.TracesRequest.FromString
+HTTP_STATUS_KEYS = ("http.response.status_code", "http.status_code")
+ROUTE_KEYS = ("http.route",)
+
+
+def _first(keys: tuple[str, ...], values: tuple[str, ...], wanted: tuple[str, ...]) -> str | None:
+    found = dict(zip(keys, values))
+    for key in wanted:
+        if found.get(key):
+            return found[key]
+    return None
+
+
+def span_facts(request, sets: AttributeSets) -> tuple[list[SpanFact], int]:
+    """(facts of request-handling spans, spans refused for bad content)."""
+    sets.begin()
+    facts: list[SpanFact] = []
+    refused = 0
+    for rs in request.resource_spans:
+        try:
+            resource = sets.id_of(tuple(rs.resource.attributes))
+        except InvalidAttributes:
+            refused += sum(len(ss.spans) for ss in rs.scope_spans)
+            continue
+        service = service_name(sets.keys[resource], sets.values[resource])
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                handled = span.kind in (SERVER, CONSUMER) or (span.kind == 0 and not span.parent_span_id)
+                if not handled:
+                    continue
+                try:
+                    keys, values = sets.decode(tuple(span.attributes))
+                    name = span.name.decode("utf-8")
+                except (InvalidAttributes, UnicodeDecodeError):
+                    refused += 1
+                    continue
+                http = _first(keys, values, HTTP_STATUS_KEYS)
+                failed = span.status.code == STATUS_ERROR
+                facts.append(SpanFact(
+                    service, _first(keys, values, ROUTE_KEYS) or name, status_class(http, failed),
+                    is_error(http, failed), span.start_time_unix_nano, span.end_time_unix_nano, span.trace_id.hex(),
+                ))
+    return facts, refused
+
+

@@ -1,0 +1,58 @@
+"""Zipkin v2 JSON spans (POST /api/v2/spans) to span facts for the RED series.
+
+Zipkin times are microseconds. A span counts when its kind is SERVER or
+CONSUMER, or when it has no kind and no parent. Errors: an `error` tag, or an
+`http.status_code` tag of 5xx.
+"""
+
+from __future__ import annotations
+
+import json
+
+from adapters.apm.red import SpanFact, is_error, status_class
+
+US = 1_000
+
+
+class InvalidSpans(ValueError):
+    pass
+
+
+def decode(body: bytes) -> list:
+    try:
+        spans = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidSpans(f"body is not JSON: {exc}") from None
+    if not isinstance(spans, list):
+        raise InvalidSpans("body must be a JSON array of Zipkin v2 spans")
+    return spans
+
+
+def span_facts(spans: list) -> tuple[list[SpanFact], int]:
+    facts: list[SpanFact] = []
+    refused = 0
+    for span in spans:
+        try:
+            fact = _fact(span)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            refused += 1
+            continue
+        if fact is not None:
+            facts.append(fact)
+    return facts, refused
+
+
+def _fact(span: dict) -> SpanFact | None:
+    kind = span.get("kind")
+    if kind not in ("SERVER", "CONSUMER") and not (kind is None and not span.get("parentId")):
+        return None
+    tags = span.get("tags") or {}
+    http = str(tags["http.status_code"]) if "http.status_code" in tags else None
+    failed = "error" in tags
+    start = int(span["timestamp"]) * US
+    trace_id = str(span["traceId"]).lower()
+    bytes.fromhex(trace_id)  # must be hex
+    service = (span.get("localEndpoint") or {}).get("serviceName") or "unknown_service"
+    operation = tags.get("http.route") or span.get("name") or "unknown"
+    return SpanFact(service, operation, status_class(http, failed), is_error(http, failed),
+                    start, start + int(span.get("duration", 0)) * US, trace_id)

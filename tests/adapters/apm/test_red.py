@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+
+from adapters.apm import zipkin
+from adapters.apm.red import DURATION_BOUNDS, OVERFLOW, SeriesLimiter, SpanFact, red_rows
+from tests.adapters.otlp.helpers import NS, context
+from tests.rows import plain_rows
+
+NOW = 1_800_000_000 * NS
+WINDOW_END = NOW // (10 * NS) * (10 * NS)
+
+
+def fact(operation: str, status: str, seconds: float, error: bool = False, trace: str = "ab" * 16) -> SpanFact:
+    end = WINDOW_END - NS
+    return SpanFact("checkout", operation, status, error, end - int(seconds * 1e9), end, trace)
+
+
+def rows_of(facts, limiter=None):
+    result = red_rows(facts, context(NOW, source_kind="apm"), limiter or SeriesLimiter(100))
+    return result, {(r["metric_name"], r["attributes"]["operation"], r["attributes"]["status_class"]): r
+                    for r in plain_rows(result.table)}
+
+
+def test_requests_errors_and_durations_per_operation_and_status_class():
+    result, rows = rows_of([
+        fact("/pay", "2xx", 0.02, trace="01" * 16), fact("/pay", "2xx", 0.2), fact("/pay", "2xx", 2.0, trace="02" * 16),
+        fact("/pay", "5xx", 0.5, error=True, trace="03" * 16), fact("/cart", "4xx", 0.01),
+    ])
+    assert result.outcome.rejected_count == 0
+    assert rows[("apm.requests", "/pay", "2xx")]["value"] == 3
+    assert rows[("apm.errors", "/pay", "2xx")]["value"] == 0
+    assert rows[("apm.errors", "/pay", "5xx")]["value"] == 1
+    assert rows[("apm.requests", "/cart", "4xx")]["value"] == 1
+    duration = rows[("apm.request.duration", "/pay", "2xx")]
+    assert duration["kind"] == "histogram" and duration["temporality"] == "delta" and duration["unit"] == "s"
+    assert duration["count"] == 3 and abs(duration["sum"] - 2.22) < 1e-9
+    assert duration["bucket_bounds"] == DURATION_BOUNDS
+    expected = [0] * (len(DURATION_BOUNDS) + 1)
+    for i in (2, 6, 10):  # 0.02 -> le 0.025, 0.2 -> le 0.25, 2.0 -> le 2.5
+        expected[i] = 1
+    assert duration["bucket_counts"] == expected
+    assert (duration["min"], duration["max"]) == (0.02, 2.0)
+    assert duration["exemplar_trace_ids"] == ["02" * 16]
+    assert rows[("apm.requests", "/pay", "5xx")]["exemplar_trace_ids"] == ["03" * 16]
+    requests = rows[("apm.requests", "/pay", "2xx")]
+    assert (requests["start_time"], requests["time"]) == (WINDOW_END - 10 * NS, WINDOW_END)
+    assert requests["service_name"] == "checkout" and requests["source_kind"] == "apm"
+
+
+def test_cardinality_past_the_limit_folds_into_one_overflow_series():
+    limiter = SeriesLimiter(5)
+    _, rows = rows_of([fact(f"/item/{i}", "2xx", 0.01) for i in range(50)], limiter)
+    operations = {op for (_, op, _) in rows}
+    assert len(operations) == 6 and OVERFLOW in operations
+    overflow = rows[("apm.requests", OVERFLOW, "2xx")]
+    assert overflow["value"] == 45
+    assert overflow["attributes"]["otel.metric.overflow"] == "true"
+    assert overflow["quality_flags"] == ["cardinality_overflow"]
+
+
+def test_zipkin_v2_spans():
+    spans = [
+        {"traceId": "5af7183fb1d4cf5f", "id": "1", "kind": "SERVER", "name": "get /pay", "timestamp": 1_800_000_000_000_000,
+         "duration": 150_000, "localEndpoint": {"serviceName": "shop"}, "tags": {"http.route": "/pay", "http.status_code": "503"}},
+        {"traceId": "5af7183fb1d4cf5f", "id": "2", "parentId": "1", "kind": "CLIENT", "name": "db", "timestamp": 1_800_000_000_010_000,
+         "duration": 10_000, "localEndpoint": {"serviceName": "shop"}},
+        {"traceId": "nothex!", "id": "3", "kind": "SERVER", "timestamp": 1, "duration": 1},
+        "not a span",
+    ]
+    facts, refused = zipkin.span_facts(zipkin.decode(json.dumps(spans).encode()))
+    assert refused == 2
+    assert facts == [SpanFact("shop", "/pay", "5xx", True, 1_800_000_000_000_000_000, 1_800_000_000_150_000_000, "5af7183fb1d4cf5f")]
+
+
+def test_spans_without_a_proper_end_are_refused():
+    result, rows = rows_of([SpanFact("s", "op", "ok", False, 10, 0, "")])
+    assert rows == {} and result.outcome.rejected == {"span end time is missing or before its start": 1}

@@ -1,0 +1,90 @@
+"""OTLP traces from the real SDK span exporters, and Zipkin JSON, become RED series."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from tests.receivers.otlp_requests import post, unique
+
+pytestmark = pytest.mark.integration
+NS = 1_000_000_000
+
+
+def emit_spans(exporter, service: str, end_ns: int) -> dict[str, str]:
+    """Server spans with known routes, statuses and durations; returns trace ids by role."""
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    tracer = provider.get_tracer("e2e")
+    traces = {}
+    for role, route, code, seconds, failed in (
+        ("fast", "/pay", 200, 0.02, False), ("mid", "/pay", 200, 0.2, False), ("slow", "/pay", 200, 2.0, False),
+        ("broken", "/pay", 500, 0.5, True), ("missing", "/cart", 404, 0.01, False),
+    ):
+        span = tracer.start_span(f"POST {route}", kind=SpanKind.SERVER, start_time=end_ns - int(seconds * NS),
+                                 attributes={"http.route": route, "http.response.status_code": code})
+        if failed:
+            span.set_status(Status(StatusCode.ERROR))
+        traces[role] = f"{span.get_span_context().trace_id:032x}"
+        span.end(end_time=end_ns)
+    client = tracer.start_span("SELECT", kind=SpanKind.CLIENT, start_time=end_ns - NS)
+    client.end(end_time=end_ns)
+    assert provider.force_flush()
+    provider.shutdown()
+    return traces
+
+
+def red(gateway, service: str, count: int) -> dict[tuple, dict]:
+    rows = gateway.wait_rows(
+        "SELECT metric_name, attributes['operation'] AS op, attributes['status_class'] AS cls, value, count, "
+        f"bucket_counts, exemplar_trace_ids AS ex FROM telemetry.metric_points WHERE service_name = '{service}'", count
+    )
+    return {(r["metric_name"], r["op"], r["cls"]): r for r in rows}
+
+
+@pytest.mark.parametrize("kind", ["grpc", "http"])
+def test_sdk_spans_become_red_series(gateway, kind):
+    service = unique(f"apm_{kind}")
+    exporter = (GrpcSpanExporter(endpoint=gateway.grpc_endpoint, insecure=True) if kind == "grpc"
+                else HttpSpanExporter(endpoint=gateway.http_url + "/v1/traces"))
+    end_ns = (time.time_ns() // (10 * NS)) * (10 * NS) - 3 * NS
+    traces = emit_spans(exporter, service, end_ns)
+    rows = red(gateway, service, 9)
+    assert {key: r["value"] for key, r in rows.items() if key[0] != "apm.request.duration"} == {
+        ("apm.requests", "/pay", "2xx"): 3, ("apm.errors", "/pay", "2xx"): 0,
+        ("apm.requests", "/pay", "5xx"): 1, ("apm.errors", "/pay", "5xx"): 1,
+        ("apm.requests", "/cart", "4xx"): 1, ("apm.errors", "/cart", "4xx"): 0,
+    }
+    duration = rows[("apm.request.duration", "/pay", "2xx")]
+    assert duration["count"] == 3 and sum(duration["bucket_counts"]) == 3
+    assert [i for i, n in enumerate(duration["bucket_counts"]) if n] == [2, 6, 10]
+    assert duration["ex"] == [traces["slow"]]
+    assert rows[("apm.errors", "/pay", "5xx")]["ex"] == [traces["broken"]]
+
+
+def test_zipkin_json_becomes_red_series(gateway):
+    service = unique("zipkin")
+    start_us = (time.time_ns() // 1000) - 5_000_000
+    spans = [
+        {"traceId": "463ac35c9f6413ad48485a3953bb6124", "id": "a2fb4a1d1a96d312", "kind": "SERVER", "name": "get /items",
+         "timestamp": start_us, "duration": 40_000, "localEndpoint": {"serviceName": service},
+         "tags": {"http.route": "/items", "http.status_code": "200"}},
+        {"traceId": "463ac35c9f6413ad48485a3953bb6125", "id": "a2fb4a1d1a96d313", "kind": "SERVER", "name": "get /items",
+         "timestamp": start_us, "duration": 90_000, "localEndpoint": {"serviceName": service},
+         "tags": {"http.route": "/items", "http.status_code": "502", "error": "bad gateway"}},
+    ]
+    code, _, body = post(gateway.http_url, "/api/v2/spans", json.dumps(spans).encode(), {"Content-Type": "application/json"})
+    assert code == 202, body
+    rows = red(gateway, service, 6)
+    assert rows[("apm.requests", "/items", "2xx")]["value"] == 1
+    assert rows[("apm.errors", "/items", "5xx")]["value"] == 1
+    code, _, body = post(gateway.http_url, "/api/v2/spans", b"{not json", {"Content-Type": "application/json"})
+    assert code == 400 and b"not a valid Zipkin v2 span list" in body

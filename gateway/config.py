@@ -69,8 +69,25 @@ class OtlpConfig(Model):
     http: HttpConfig = HttpConfig()
 
 
+class SyslogListener(Model):
+    enabled: bool = False
+    endpoint: Endpoint = "127.0.0.1:5140"
+
+
+class SyslogConfig(Model):
+    """RFC 5424 / RFC 3164 over TCP (octet counting or newline framing) and UDP."""
+
+    tcp: SyslogListener = SyslogListener()
+    udp: SyslogListener = SyslogListener()
+    max_message_kib: int = Field(64, gt=0, le=16384)
+    # Messages are handed to the spool in batches: every flush_interval or max_batch messages.
+    flush_interval: Seconds = 0.2
+    max_batch: int = Field(2000, gt=0)
+
+
 class ReceiversConfig(Model):
     otlp: OtlpConfig = OtlpConfig()
+    syslog: SyslogConfig = SyslogConfig()
 
 
 class LimitsConfig(Model):
@@ -188,6 +205,29 @@ class ApmConfig(Model):
     window: Seconds = 10.0
 
 
+class LogMetricConfig(Model):
+    """A log-to-metric rule (see adapters.log_metrics)."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$")
+    preset: Literal["", "nginx_access", "apache_combined", "severity_by_service"] = ""
+    service: str = ""
+    regex: str = ""
+    labels: list[str] = []
+    sum: str = ""
+    duration: str = ""
+    duration_scale: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _regex_compiles(self) -> LogMetricConfig:
+        try:
+            re.compile(self.regex)
+        except re.error as exc:
+            raise ValueError(f"regex does not compile: {exc}") from None
+        if not self.preset and not self.regex and "severity" not in self.labels:
+            raise ValueError("a rule needs a preset, a regex or the severity label")
+        return self
+
+
 class PollersConfig(Model):
     scrape: ScrapeConfig = ScrapeConfig()
 
@@ -204,6 +244,7 @@ class GatewayConfig(Model):
     shutdown: ShutdownConfig = ShutdownConfig()
     pollers: PollersConfig = PollersConfig()
     apm: ApmConfig = ApmConfig()
+    log_metrics: list[LogMetricConfig] = []
     admin: AdminConfig = AdminConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

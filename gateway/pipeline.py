@@ -24,7 +24,10 @@ from adapters.otlp import logs as otlp_logs
 from adapters.otlp import metrics as otlp_metrics
 from adapters.apm import otlp_traces, zipkin
 from adapters.apm.red import SeriesLimiter, red_rows
+from adapters.jsonlines import jsonlines_to_arrow
+from adapters.log_metrics import LogMetricRule, derive
 from adapters.otlp.attributes import AttributeSets
+from adapters.syslog import syslog_to_arrow
 from adapters.prometheus import remote_write
 from adapters.prometheus.remote_write import PrometheusMetadata
 from gateway.config import GatewayConfig
@@ -83,6 +86,10 @@ SIGNALS = {
                      lambda r, ctx, st: _red(otlp_traces.span_facts(r, st.attribute_sets), ctx, st)),
     "zipkin": Signal("traces", "apm", "Zipkin v2 span list", "spans", POINTS, zipkin.decode,
                      lambda r, ctx, st: _red(zipkin.span_facts(r), ctx, st)),
+    "syslog": Signal("logs", "log", "syslog message", "syslog messages", LOGS, lambda messages: messages,
+                     lambda r, ctx, st: syslog_to_arrow(r, ctx)),
+    "jsonlines": Signal("logs", "log", "JSON lines body", "lines", LOGS, lambda body: body,
+                        lambda r, ctx, st: jsonlines_to_arrow(r, ctx)),
 }
 
 
@@ -99,6 +106,7 @@ class IngestPipeline:
         self.stores = stores
         self.telemetry = telemetry
         self.adapter_state = AdapterState(SeriesLimiter(config.apm.max_series), int(config.apm.window))
+        self.log_rules = [LogMetricRule.build(**rule.model_dump()) for rule in config.log_metrics]
         limits = config.limits
         self.window = AcceptWindow(int(limits.max_age * NS), int(limits.max_future * NS))
         self.memory = MemoryLimiter(limits.max_memory_mib << 20, limits.retry_after)
@@ -164,9 +172,18 @@ class IngestPipeline:
         for reason, n in result.outcome.rejected.items():
             self.telemetry.rejected(signal.name, ctx.source_kind, _reason_class(reason), n)
         await self._keep(ctx, signal.table, result.table)
+        if signal.table is LOGS and self.log_rules:
+            await self._derive_log_metrics(ctx, result.table)
         accepted = result.table.num_rows
         self.telemetry.accepted(signal.name, ctx.source_kind, accepted)
         return IngestReport(accepted, result.outcome.rejected_count, result.outcome.message(signal.noun))
+
+    async def _derive_log_metrics(self, log_ctx: IngestContext, logs: pa.Table) -> None:
+        ctx = IngestContext("log", log_ctx.source_id, uuid.uuid4().hex, log_ctx.received_ns, self.window,
+                            log_ctx.tenant, log_ctx.region)
+        derived = derive(self.log_rules, logs, ctx, int(self.config.apm.window))
+        await self._keep(ctx, POINTS, derived.table)
+        self.telemetry.accepted("metrics", "log", derived.table.num_rows)
 
     async def ingest_samples(self, samples: list, lookup, source_kind: str, source_id: str) -> IngestReport:
         """Prometheus-model samples from a poller: to points, then kept like any request."""

@@ -23,6 +23,7 @@ from gateway.pipeline import IngestPipeline
 from gateway.pollers.scrape import ScrapePoller
 from gateway.receivers.otlp_grpc import OtlpGrpcReceiver
 from gateway.receivers.otlp_http import OtlpHttpReceiver
+from gateway.receivers.syslog import SyslogReceiver
 from gateway.store.regions import RegionStores
 from gateway.telemetry import Telemetry
 
@@ -48,6 +49,7 @@ class Gateway:
         self.grpc = OtlpGrpcReceiver(otlp.grpc, self.pipeline, self.telemetry) if otlp.grpc.enabled else None
         self.http = OtlpHttpReceiver(otlp.http, self.pipeline, self.telemetry) if otlp.http.enabled else None
         self.scrape = ScrapePoller(config.pollers.scrape, self.pipeline)
+        self.syslog = SyslogReceiver(config.receivers.syslog, self.pipeline, self.telemetry)
         self._token = secrets.token_urlsafe(32)
         self.admin = AdminServer(config.admin, self.pipeline, self._token)
         self._stopped = False
@@ -67,6 +69,7 @@ class Gateway:
         for listener in (self.admin, self.grpc, self.http):
             if listener is not None:
                 await listener.start()
+        await self.syslog.start()
         await self.scrape.start()
         log.info("gateway ready (admin on %s)", self.config.admin.endpoint)
 
@@ -78,7 +81,7 @@ class Gateway:
         # Receivers drain in-flight requests while the writers flush at once:
         # those requests are waiting for exactly that flush to be answered.
         await self.scrape.shutdown()
-        receivers = [r.shutdown() for r in (self.grpc, self.http) if r is not None]
+        receivers = [r.shutdown() for r in (self.grpc, self.http, self.syslog) if r is not None]
         await asyncio.gather(*receivers, self.pipeline.drain())
         await self.pipeline.close()
         await self.admin.shutdown()

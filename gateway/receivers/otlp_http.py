@@ -19,6 +19,7 @@ from gateway.pipeline import IngestPipeline, IngestReport
 from gateway.receivers import status
 from gateway.receivers.responses import export_response
 from gateway.receivers.body import decompress, too_large
+from gateway.receivers.jsonlines import JsonLinesRoute
 from gateway.receivers.otlp_json import json_to_protobuf, response_json
 from gateway.receivers.remote_write import RemoteWriteRoute
 from gateway.receivers.zipkin import ZipkinRoute
@@ -50,6 +51,7 @@ class OtlpHttpReceiver:
         app.router.add_post("/v1/traces", self._handler("traces"))
         RemoteWriteRoute(self.pipeline, self.telemetry, self.limit, self._read).register(app)
         ZipkinRoute(self.pipeline, self.telemetry, self.limit, self._read).register(app)
+        JsonLinesRoute(self.pipeline, self.telemetry, self.limit, self._read).register(app)
         return app
 
     async def start(self) -> None:

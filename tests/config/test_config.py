@@ -8,7 +8,7 @@ import pytest
 
 from pydantic import BaseModel
 
-from gateway.config import ConfigError, GatewayConfig, RegionConfig, load_config
+from gateway.config import ConfigError, GatewayConfig, LogMetricConfig, RegionConfig, load_config
 
 TESTDATA = Path(__file__).parent / "testdata"
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,6 +82,10 @@ def _fields(model, prefix: str = "") -> list[str]:
             out += _fields(annotation, path + ".")
         elif name == "regions":
             out += _fields(RegionConfig, path + ".<name>.")
+        elif name == "log_metrics":
+            out += _fields(LogMetricConfig, path + "[].")
+        elif name == "targets":
+            out.append(path)
         else:
             out.append(path)
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -43,20 +44,28 @@ def collector_config(log_file: Path, service: str, gateway) -> dict:
     }
 
 
-def test_collector_filelog_to_otlphttp_lands_every_line(gateway, tmp_path):
-    service = unique("collector")
-    base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=5)
-    lines = [
+def access_lines(base: datetime) -> list[str]:
+    return [
         f'10.0.0.{i} - - [{(base + timedelta(seconds=i)).strftime("%d/%b/%Y:%H:%M:%S +0000")}] '
         f'"GET /api/items/{i} HTTP/1.1" {200 if i % 3 else 503} {100 + i}'
         for i in range(1, 13)
     ]
+
+
+def run_collector(tmp_path, lines: list[str], service: str, gateway) -> subprocess.Popen:
     log_file = tmp_path / "access.log"
     log_file.write_text("\n".join(lines) + "\n")
     config = tmp_path / "collector.yaml"
     config.write_text(yaml.safe_dump(collector_config(log_file, service, gateway)))
     os.chmod(BINARY, 0o755)
-    collector = subprocess.Popen([str(BINARY), "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen([str(BINARY), "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def test_collector_filelog_to_otlphttp_lands_every_line(gateway, tmp_path):
+    service = unique("collector")
+    base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=5)
+    lines = access_lines(base)
+    collector = run_collector(tmp_path, lines, service, gateway)
     try:
         rows = gateway.wait_rows(
             "SELECT body, attributes['method'] AS method, attributes['path'] AS path, attributes['status'] AS status, "
@@ -74,3 +83,27 @@ def test_collector_filelog_to_otlphttp_lands_every_line(gateway, tmp_path):
     assert {r["method"] for r in rows} == {"GET"} and {r["file"] for r in rows} == {"access.log"}
     assert [int(r["t"]) for r in rows] == [int((base + timedelta(seconds=i)).timestamp()) for i in range(1, 13)]
     assert {r["source_id"] for r in rows} == {"otlp-http:127.0.0.1"}
+
+
+def test_an_access_log_tailed_by_the_collector_becomes_request_series(start_gateway, tmp_path):
+    gw = start_gateway({"log_metrics": [{"name": "http.server.requests", "preset": "nginx_access"}]})
+    service = unique("access")
+    base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=5)
+    collector = run_collector(tmp_path, access_lines(base), service, gw)
+    query = ("SELECT metric_name, attributes['status_class'] AS cls, sum(value) AS v FROM telemetry.metric_points "
+             f"WHERE service_name = '{service}' AND source_kind = 'log' GROUP BY metric_name, cls ORDER BY metric_name, cls")
+    try:
+        deadline = time.monotonic() + 60
+        rows = gw.rows(query)
+        while sum(r["v"] for r in rows if r["metric_name"] == "http.server.requests") < 12 and time.monotonic() < deadline:
+            time.sleep(0.3)
+            rows = gw.rows(query)
+    finally:
+        collector.terminate()
+        collector.communicate(timeout=30)
+    assert rows == [
+        {"metric_name": "http.server.requests", "cls": "2xx", "v": 8},
+        {"metric_name": "http.server.requests", "cls": "5xx", "v": 4},
+        {"metric_name": "http.server.requests.bytes", "cls": "2xx", "v": sum(100 + i for i in range(1, 13) if i % 3)},
+        {"metric_name": "http.server.requests.bytes", "cls": "5xx", "v": sum(100 + i for i in range(1, 13) if not i % 3)},
+    ]

@@ -1,0 +1,74 @@
+"""JSON lines (one JSON object per line) to rows of `log_records`.
+
+Recognised keys, first match wins: time from `timestamp`, `time`, `ts`, `@timestamp`
+(RFC 3339 text, or epoch seconds, milliseconds or nanoseconds by magnitude);
+body from `message`, `msg`, `body`, `log`; severity from `level`, `severity`,
+`lvl`; service from `service`, `service.name`, `app`. Every other key is an
+attribute (nested values as JSON text). A line that is not a JSON object is
+refused by itself.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from adapters.base import AdaptResult, IngestContext, Outcome
+from adapters.logrows import LogRows
+
+TIME_KEYS = ("timestamp", "time", "ts", "@timestamp")
+BODY_KEYS = ("message", "msg", "body", "log")
+LEVEL_KEYS = ("level", "severity", "lvl")
+SERVICE_KEYS = ("service", "service.name", "app")
+LEVELS = {"trace": 1, "debug": 5, "info": 9, "information": 9, "notice": 10, "warn": 13, "warning": 13,
+          "error": 17, "err": 17, "critical": 18, "crit": 18, "alert": 19, "fatal": 21, "emerg": 21, "panic": 21}
+
+
+def _pop(record: dict, keys: tuple[str, ...]):
+    for key in keys:
+        if key in record:
+            return record.pop(key)
+    return None
+
+
+def parse_time(value) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        raise ValueError("time is a boolean")
+    if isinstance(value, (int, float)):
+        magnitude = abs(value)
+        scale = 1e9 if magnitude < 1e11 else 1e6 if magnitude < 1e14 else 1 if magnitude > 1e17 else 1e3
+        return int(value * scale)
+    stamp = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if stamp.tzinfo is None:
+        raise ValueError(f"time {value!r} has no zone")
+    return int(stamp.timestamp()) * 10**9 + stamp.microsecond * 1000
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def jsonlines_to_arrow(body: bytes, ctx: IngestContext) -> AdaptResult:
+    outcome = Outcome()
+    rows = LogRows()
+    for number, line in enumerate(body.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+            time_ns = parse_time(_pop(record, TIME_KEYS))
+        except (ValueError, UnicodeDecodeError) as exc:
+            outcome.reject(f"line is not a JSON log object ({type(exc).__name__})")
+            continue
+        level = str(_pop(record, LEVEL_KEYS) or "")
+        service = _pop(record, SERVICE_KEYS)
+        body_value = _pop(record, BODY_KEYS)
+        rows.add(time_ns=time_ns, observed_ns=ctx.received_ns, severity=LEVELS.get(level.lower(), 0),
+                 severity_text=level, body="" if body_value is None else _text(body_value),
+                 attributes={k: _text(v) for k, v in record.items()},
+                 resource={"service.name": _text(service)} if service else {}, scope="jsonlines")
+    return rows.finish(ctx, outcome)

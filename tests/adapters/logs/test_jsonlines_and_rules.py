@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+
+from adapters.jsonlines import jsonlines_to_arrow
+from adapters.log_metrics import LogMetricRule, derive
+from tests.adapters.otlp.helpers import NS, context
+from tests.rows import plain_rows
+
+NOW = 1_800_000_000 * NS
+
+
+def test_json_lines_fields_and_refusals():
+    body = b"\n".join([
+        json.dumps({"timestamp": "2027-01-15T08:00:00Z", "level": "ERROR", "msg": "disk full", "service": "db", "disk": {"free": 0}}).encode(),
+        json.dumps({"ts": 1799999999.5, "message": "seconds"}).encode(),
+        json.dumps({"time": 1799999999500, "message": "millis"}).encode(),
+        b"[1, 2, 3]",
+        b"{broken",
+        json.dumps({"message": "no time"}).encode(),
+    ])
+    result = jsonlines_to_arrow(body, context(NOW))
+    rows = plain_rows(result.table)
+    assert [(r["body"], r["time"], r["severity_number"], r["service_name"]) for r in rows] == [
+        ("disk full", 1800000000 * NS, 17, "db"),
+        ("seconds", 1799999999500000000, 0, "unknown_service"),
+        ("millis", 1799999999500000000, 0, "unknown_service"),
+        ("no time", NOW, 0, "unknown_service"),
+    ]
+    assert rows[0]["attributes"] == {"disk": '{"free":0}'} and rows[3]["quality_flags"] == ["time_from_received"]
+    assert result.outcome.rejected == {"line is not a JSON log object (ValueError)": 1,
+                                       "line is not a JSON log object (JSONDecodeError)": 1}
+
+
+ACCESS = [
+    '10.0.0.1 - - [15/Jan/2027:08:00:01 +0000] "GET /a HTTP/1.1" 200 512 "-" "curl" 0.120',
+    '10.0.0.2 - - [15/Jan/2027:08:00:02 +0000] "GET /b HTTP/1.1" 200 100 "-" "curl" 0.030',
+    '10.0.0.3 - - [15/Jan/2027:08:00:03 +0000] "POST /c HTTP/1.1" 503 0 "-" "curl" 1.500',
+    'not an access log line',
+]
+
+
+def test_nginx_preset_counts_bytes_and_latency_by_method_and_status_class():
+    body = "\n".join(json.dumps({"timestamp": NOW / 1e9 - 5, "message": line, "service": "web"}) for line in ACCESS).encode()
+    logs = jsonlines_to_arrow(body, context(NOW)).table
+    rule = LogMetricRule.build("http.server.requests", preset="nginx_access", service="web")
+    rows = plain_rows(derive([rule], logs, context(NOW, source_kind="log")).table)
+    got = {(r["metric_name"], r["attributes"]["method"], r["attributes"]["status_class"]): r for r in rows}
+    assert got[("http.server.requests", "GET", "2xx")]["value"] == 2
+    assert got[("http.server.requests", "POST", "5xx")]["value"] == 1
+    assert got[("http.server.requests.bytes", "GET", "2xx")]["value"] == 612
+    latency = got[("http.server.requests.duration", "GET", "2xx")]
+    assert latency["count"] == 2 and abs(latency["sum"] - 0.15) < 1e-9
+    assert {r["temporality"] for r in rows} == {"delta"} and {r["service_name"] for r in rows} == {"web"}
+
+
+def test_severity_by_service_counts_every_record():
+    body = b"\n".join(json.dumps({"level": lvl, "msg": "x", "service": svc}).encode()
+                      for lvl, svc in (("info", "a"), ("info", "a"), ("error", "a"), ("info", "b")))
+    logs = jsonlines_to_arrow(body, context(NOW)).table
+    rows = plain_rows(derive([LogMetricRule.build("log.records", preset="severity_by_service")], logs, context(NOW)).table)
+    assert sorted((r["service_name"], r["attributes"]["severity"], r["value"]) for r in rows) == [
+        ("a", "error", 1.0), ("a", "info", 2.0), ("b", "info", 1.0)]

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+
+from adapters.syslog import InvalidSyslog, parse, syslog_to_arrow
+from tests.adapters.otlp.helpers import NS, context
+from tests.rows import plain_rows
+
+RECEIVED = 1_796_000_000 * NS  # 2026-11-29
+
+
+# Examples from RFC 5424 section 6.5 and RFC 3164 section 5.4.
+RFC5424_SD = (b'<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 '
+              b'[exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"] \xef\xbb\xbfAn application event log entry')
+RFC5424_NIL = b"<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 - 'su root' failed for lonvick on /dev/pts/8"
+RFC3164 = b"<34>Oct 11 22:14:15 mymachine su[231]: 'su root' failed for lonvick on /dev/pts/8"
+
+
+def test_rfc5424_with_structured_data_and_bom():
+    msg = parse(RFC5424_SD, RECEIVED)
+    assert (msg.severity, msg.facility, msg.host, msg.app, msg.fmt) == (5, 20, "mymachine.example.com", "evntslog", "rfc5424")
+    assert msg.time_ns == 1065910455003000000
+    assert msg.message == "An application event log entry"
+    assert msg.attributes == {
+        "syslog.facility": "local4", "syslog.format": "rfc5424", "syslog.msgid": "ID47",
+        "syslog.sd.exampleSDID@32473.iut": "3", "syslog.sd.exampleSDID@32473.eventSource": "Application",
+        "syslog.sd.exampleSDID@32473.eventID": "1011",
+    }
+
+
+def test_rfc5424_with_nil_values():
+    msg = parse(RFC5424_NIL, RECEIVED)
+    assert msg.app == "su" and msg.message == "'su root' failed for lonvick on /dev/pts/8"
+    assert "syslog.procid" not in msg.attributes
+
+
+def test_rfc3164_takes_the_receive_year():
+    msg = parse(RFC3164, RECEIVED)
+    assert (msg.severity, msg.facility, msg.host, msg.app, msg.fmt) == (2, 4, "mymachine", "su", "rfc3164")
+    assert msg.time_ns == 1791756855 * NS  # 2026-10-11T22:14:15Z
+    assert msg.attributes["syslog.procid"] == "231"
+
+
+def test_rfc3164_in_the_future_means_last_year():
+    msg = parse(b"<13>Dec 31 23:59:59 host app: new year", RECEIVED)
+    assert msg.time_ns == 1767225599 * NS  # 2025-12-31T23:59:59Z
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (b"no pri at all", "no valid <PRI>"),
+    (b"<999>1 - - - - - -", "no valid <PRI>"),
+    (b"<13>1 not-a-time host app - - - msg", "bad RFC 5424 timestamp"),
+    (b"<13>garbage", "neither RFC 5424 nor an RFC 3164 header"),
+    (b"<13>1 2003-10-11T22:14:15Z h a - - [open", "structured data is not closed"),
+    (b"<13>Oct 11 22:14:15 host app: \xff\xfe", "not valid UTF-8"),
+])
+def test_malformed_messages_are_refused_with_a_reason(raw, reason):
+    with pytest.raises(InvalidSyslog, match=reason):
+        parse(raw, RECEIVED)
+
+
+def test_rows_keep_the_good_and_count_the_bad():
+    result = syslog_to_arrow([RFC5424_SD, b"junk", RFC3164], context(1_800_000_000 * NS, source_kind="log",
+                                                                        window=__import__("adapters.base").base.AcceptWindow(max_age_ns=10**20)))
+    rows = plain_rows(result.table)
+    assert [(r["service_name"], r["severity_text"], r["severity_number"], r["resource_attributes"].get("host.name")) for r in rows] == [
+        ("evntslog", "notice", 10, "mymachine.example.com"), ("su", "crit", 18, "mymachine"),
+    ]
+    assert result.outcome.rejected == {"no valid <PRI> at the start": 1}

@@ -1,0 +1,113 @@
+"""A real rsyslog forwarding RFC 5424 and RFC 3164 over TCP and UDP; JSON lines; hostile input."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+
+import pytest
+
+from tests.gateway_process import free_port
+RSYSLOGD = "/usr/sbin/rsyslogd"  # Debian puts it in sbin, often off a user's PATH
+from tests.receivers.otlp_requests import post, unique
+
+pytestmark = pytest.mark.integration
+
+FORWARDS = (
+    ("tcp", "RSYSLOG_SyslogProtocol23Format", 'TCP_Framing="octet-counted"'),
+    ("tcp", "RSYSLOG_TraditionalForwardFormat", ""),
+    ("udp", "RSYSLOG_SyslogProtocol23Format", ""),
+    ("udp", "RSYSLOG_TraditionalForwardFormat", ""),
+)
+
+
+def start_rsyslog(workdir, in_port: int, tcp_port: int, udp_port: int) -> subprocess.Popen:
+    actions = "\n".join(
+        f'*.* action(type="omfwd" target="127.0.0.1" port="{tcp_port if proto == "tcp" else udp_port}" '
+        f'protocol="{proto}" template="{template}" {extra})'
+        for proto, template, extra in FORWARDS
+    )
+    (workdir / "spool").mkdir()
+    config = workdir / "rsyslog.conf"
+    config.write_text(
+        f'global(workDirectory="{workdir / "spool"}")\n'
+        'module(load="imtcp")\n'
+        f'input(type="imtcp" port="{in_port}" address="127.0.0.1")\n'
+        f"{actions}\n"
+    )
+    proc = subprocess.Popen([RSYSLOGD, "-n", "-f", str(config),
+                             "-i", str(workdir / "rsyslog.pid")], stdout=open(workdir / "rsyslog.log", "ab"),
+                            stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", in_port), timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError((workdir / "rsyslog.log").read_text())
+
+
+def test_rsyslog_forwards_both_formats_over_tcp_and_udp(start_gateway, tmp_path):
+    tcp_port, udp_port, in_port = free_port(), free_port(), free_port()
+    gw = start_gateway({"receivers": {"syslog": {"tcp": {"enabled": True, "endpoint": f"127.0.0.1:{tcp_port}"},
+                                                 "udp": {"enabled": True, "endpoint": f"127.0.0.1:{udp_port}"}}}})
+    rsyslog = start_rsyslog(tmp_path, in_port, tcp_port, udp_port)
+    app = unique("billing")
+    try:
+        with socket.create_connection(("127.0.0.1", in_port)) as sock:
+            for i, pri in enumerate((11, 12, 14)):  # user.err, user.warning, user.info
+                sock.sendall(f"<{pri}>{time.strftime('%b %d %H:%M:%S', time.gmtime())} web01 {app}[42]: invoice {i} posted\n".encode())
+        rows = gw.wait_rows(
+            "SELECT body, severity_text, attributes['syslog.format'] AS fmt, resource_attributes['host.name'] AS host, "
+            f"splitByChar(':', source_id)[1] AS transport FROM telemetry.log_records WHERE service_name = '{app}' "
+            "ORDER BY transport, fmt, body", 12, timeout=30)
+    finally:
+        rsyslog.terminate()
+        rsyslog.wait(10)
+    assert len(rows) == 12, (tmp_path / "rsyslog.log").read_text()
+    for transport in ("syslog-tcp", "syslog-udp"):
+        for fmt in ("rfc3164", "rfc5424"):
+            got = [(r["body"].strip(), r["severity_text"]) for r in rows if r["transport"] == transport and r["fmt"] == fmt]
+            assert got == [("invoice 0 posted", "err"), ("invoice 1 posted", "warning"), ("invoice 2 posted", "info")], (transport, fmt)
+    assert {r["host"] for r in rows} == {"web01"}
+
+
+def test_hostile_syslog_input_is_refused_and_the_connection_goes_on(start_gateway):
+    tcp_port, udp_port = free_port(), free_port()
+    gw = start_gateway({"receivers": {"syslog": {"max_message_kib": 32,
+                                                 "tcp": {"enabled": True, "endpoint": f"127.0.0.1:{tcp_port}"},
+                                                 "udp": {"enabled": True, "endpoint": f"127.0.0.1:{udp_port}"}}}})
+    app = unique("hostile")
+    stamp = time.strftime("%b %d %H:%M:%S", time.gmtime())
+    with socket.create_connection(("127.0.0.1", tcp_port)) as sock:
+        sock.sendall(b"<13>" + b"x" * (1024 * 1024) + b"\n")  # a 1 MiB line
+        sock.sendall(f"<13>{stamp} h {app}: after the huge line\n".encode())
+        big = b"<13>" + b"y" * 100_000
+        sock.sendall(str(len(big)).encode() + b" " + big)  # an octet-counted frame over the limit
+        framed = f"<13>1 {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} h {app} - - - framed after the big frame".encode()
+        sock.sendall(str(len(framed)).encode() + b" " + framed)
+        sock.sendall(b"garbage without pri\n")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.sendto(b"<13>" + b"z" * 40_000, ("127.0.0.1", udp_port))
+        udp.sendto(f"<13>{stamp} h {app}: over udp".encode(), ("127.0.0.1", udp_port))
+    rows = gw.wait_rows(f"SELECT body FROM telemetry.log_records WHERE service_name = '{app}' ORDER BY body", 3)
+    assert [r["body"] for r in rows] == ["after the huge line", "framed after the big frame", "over udp"]
+    text = gw.metrics_text()
+    assert 'gateway_rejected_total{reason="too_large",signal="logs",source="syslog"} 3.0' in text
+    assert gw.metric("gateway_rejected_total") >= 4  # and the garbage line
+
+
+def test_json_lines_over_http(gateway):
+    service = unique("jsonl")
+    lines = [json.dumps({"level": "warn", "msg": "slow query", "service": service, "ms": 812}), "{not json"]
+    code, _, body = post(gateway.http_url, "/v1/logs/jsonl", "\n".join(lines).encode(), {"Content-Type": "application/x-ndjson"})
+    assert code == 200
+    assert json.loads(body) == {"accepted": 1, "rejected": 1,
+                                "message": "1 lines rejected: line is not a JSON log object (JSONDecodeError); "
+                                           "1 lines kept with a quality flag: time_from_received"}
+    rows = gateway.wait_rows(f"SELECT body, severity_number, attributes FROM telemetry.log_records WHERE service_name = '{service}'", 1)
+    assert rows == [{"body": "slow query", "severity_number": 13, "attributes": {"ms": "812"}}]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -228,8 +229,29 @@ class LogMetricConfig(Model):
         return self
 
 
+class ProbeTarget(Model):
+    kind: Literal["http", "tcp"]
+    # http: a URL; tcp: host:port.
+    target: str = Field(min_length=1)
+    module: str = ""
+    # HTTP statuses that count as success (default: 2xx and 3xx).
+    expect_status: list[int] = []
+    labels: dict[str, str] = {}
+
+
+class ProbesConfig(Model):
+    """The built-in synthetic prober (no exporter needed)."""
+
+    interval: Seconds = 30.0
+    timeout: Seconds = 10.0
+    targets: list[ProbeTarget] = []
+
+
 class PollersConfig(Model):
+    # Where probes run from: the `probe.location` attribute of probe series.
+    location: str = Field(default_factory=socket.gethostname)
     scrape: ScrapeConfig = ScrapeConfig()
+    probes: ProbesConfig = ProbesConfig()
 
 
 class AdminConfig(Model):

@@ -185,8 +185,9 @@ class IngestPipeline:
         await self._keep(ctx, POINTS, derived.table)
         self.telemetry.accepted("metrics", "log", derived.table.num_rows)
 
-    async def ingest_samples(self, samples: list, lookup, source_kind: str, source_id: str) -> IngestReport:
-        """Prometheus-model samples from a poller: to points, then kept like any request."""
+    async def ingest_samples(self, samples: list, lookup, source_kind: str, source_id: str, extra=None) -> IngestReport:
+        """Prometheus-model samples from a poller: to points, then kept like any request.
+        `extra(rows)` may add derived points (probe series) to the same batch."""
         self.memory.check()
         ctx = IngestContext(
             source_kind=source_kind, source_id=source_id, batch_id=uuid.uuid4().hex,
@@ -195,6 +196,8 @@ class IngestPipeline:
         outcome = Outcome()
         rows = PointRows()
         add_samples(rows, samples, lambda name: lookup(name) or self.adapter_state.prometheus.lookup(name), outcome)
+        if extra is not None:
+            extra(rows)
         result = rows.finish(ctx, outcome)
         for reason, n in outcome.rejected.items():
             self.telemetry.rejected("metrics", source_kind, _reason_class(reason), n)

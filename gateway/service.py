@@ -20,6 +20,7 @@ from pathlib import Path
 from gateway.admin import AdminServer
 from gateway.config import GatewayConfig
 from gateway.pipeline import IngestPipeline
+from gateway.pollers.probe import Prober
 from gateway.pollers.scrape import ScrapePoller
 from gateway.receivers.otlp_grpc import OtlpGrpcReceiver
 from gateway.receivers.otlp_http import OtlpHttpReceiver
@@ -48,7 +49,8 @@ class Gateway:
         otlp = config.receivers.otlp
         self.grpc = OtlpGrpcReceiver(otlp.grpc, self.pipeline, self.telemetry) if otlp.grpc.enabled else None
         self.http = OtlpHttpReceiver(otlp.http, self.pipeline, self.telemetry) if otlp.http.enabled else None
-        self.scrape = ScrapePoller(config.pollers.scrape, self.pipeline)
+        self.scrape = ScrapePoller(config.pollers.scrape, self.pipeline, config.pollers.location)
+        self.prober = Prober(config.pollers.probes, config.pollers.location, self.pipeline)
         self.syslog = SyslogReceiver(config.receivers.syslog, self.pipeline, self.telemetry)
         self._token = secrets.token_urlsafe(32)
         self.admin = AdminServer(config.admin, self.pipeline, self._token)
@@ -71,6 +73,7 @@ class Gateway:
                 await listener.start()
         await self.syslog.start()
         await self.scrape.start()
+        await self.prober.start()
         log.info("gateway ready (admin on %s)", self.config.admin.endpoint)
 
     async def shutdown(self) -> None:
@@ -81,6 +84,7 @@ class Gateway:
         # Receivers drain in-flight requests while the writers flush at once:
         # those requests are waiting for exactly that flush to be answered.
         await self.scrape.shutdown()
+        await self.prober.shutdown()
         receivers = [r.shutdown() for r in (self.grpc, self.http, self.syslog) if r is not None]
         await asyncio.gather(*receivers, self.pipeline.drain())
         await self.pipeline.close()

@@ -19,7 +19,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlparse
 
 import aiohttp
 import yaml
@@ -27,6 +27,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from adapters.points import stale_marker
+from adapters.probes import add_probe, add_snmp_interfaces, from_blackbox
 from adapters.prometheus.families import FamilyInfo, Sample
 from gateway.config import ScrapeConfig
 from gateway.errors import GatewayError
@@ -118,8 +119,9 @@ class _SampleBudget:
 
 
 class ScrapePoller:
-    def __init__(self, config: ScrapeConfig, pipeline: IngestPipeline) -> None:
+    def __init__(self, config: ScrapeConfig, pipeline: IngestPipeline, location: str = "") -> None:
         self.config = config
+        self.location = location
         self.pipeline = pipeline
         self._tasks: dict[Target, asyncio.Task] = {}
         self._last_series: dict[Target, set[tuple]] = {}
@@ -215,7 +217,19 @@ class ScrapePoller:
             Sample("scrape_duration_seconds", dict(own), duration, scrape_ms),
             Sample("scrape_samples_scraped", dict(own), float(len(scraped.samples)), scrape_ms),
         ]
-        await self._deliver(target, scraped.samples, scraped.families)
+        await self._deliver(target, scraped.samples, scraped.families, self._probe_series(target, scraped, started))
+
+    def _probe_series(self, target: Target, scraped: _Scraped, started: float):
+        """Exporter probe results (blackbox /probe, snmp_exporter /snmp) as probe series too."""
+        url = urlparse(target.url)
+        params = dict(parse_qsl(url.query))
+        if url.path.endswith("/probe"):
+            result = from_blackbox(scraped.samples, params.get("target", ""), params.get("module", ""),
+                                   self.location, int(started * 1e9))
+            return (lambda rows: add_probe(rows, result, target.job)) if result else None
+        if url.path.endswith("/snmp"):
+            return lambda rows: add_snmp_interfaces(rows, scraped.samples, params.get("target", ""), self.location, target.job)
+        return None
 
     async def _fetch(self, target: Target, scrape_ms: int) -> _Scraped:
         limit = int(self.config.body_limit_mib * (1 << 20))
@@ -241,9 +255,9 @@ class ScrapePoller:
         self._last_series[target] = current
         return [Sample(name, dict(labels), stale_marker(), scrape_ms) for name, labels in previous - current]
 
-    async def _deliver(self, target: Target, samples: list[Sample], families: dict[str, FamilyInfo]) -> None:
+    async def _deliver(self, target: Target, samples: list[Sample], families: dict[str, FamilyInfo], extra=None) -> None:
         try:
-            await self.pipeline.ingest_samples(samples, families.get, "scrape", f"scrape:{target.instance}")
+            await self.pipeline.ingest_samples(samples, families.get, "scrape", f"scrape:{target.instance}", extra)
         except GatewayError as exc:
             log.warning("scrape of %s not kept: %s", target.url, exc)
 

@@ -21,7 +21,8 @@ def problems(name: str) -> list[str]:
 
 
 def test_the_example_config_is_valid_and_matches_the_defaults():
-    assert load_config(ROOT / "deploy" / "gateway.example.yaml") == GatewayConfig()
+    example = load_config(ROOT / "deploy" / "gateway.example.yaml")
+    assert example.model_dump(exclude={"pollers": {"location"}}) == GatewayConfig().model_dump(exclude={"pollers": {"location"}})
 
 
 def test_defaults_listen_on_localhost_only():

@@ -55,7 +55,7 @@ def test_scraping_real_node_exporter_and_blackbox_probes(start_gateway, tmp_path
         gw = start_gateway({
             "admin": {"endpoint": f"127.0.0.1:{admin_port}"},
             "receivers": {"otlp": {"grpc": {"endpoint": f"127.0.0.1:{grpc_port}"}}},
-            "pollers": {"scrape": {**FAST, "targets": [
+            "pollers": {"location": "lab-1", "scrape": {**FAST, "targets": [
                 {"url": f"http://127.0.0.1:{node_port}/metrics", "job": "node", "labels": {"site": "lab"}},
                 {"url": f"{probe}?module=http_2xx&target=http://127.0.0.1:{admin_port}/healthz", "job": "blackbox_http"},
                 {"url": f"{probe}?module=tcp_connect&target=127.0.0.1:{grpc_port}", "job": "blackbox_tcp"},
@@ -77,6 +77,15 @@ def test_scraping_real_node_exporter_and_blackbox_probes(start_gateway, tmp_path
         [status] = latest(gw, "probe_http_status_code")
         assert status["v"] == 200
         assert {r["job"] for r in latest(gw, "scrape_duration_seconds")} == {"blackbox_http", "blackbox_tcp", "node"}
+        # The same results as probe series, the shape the built-in prober writes too.
+        probes = {r["attributes"]["probe.kind"]: r for r in latest(gw, "probe.success")}
+        assert set(probes) == {"http", "tcp"} and all(r["v"] == 1 for r in probes.values())
+        assert probes["http"]["attributes"] == {"probe.target": f"http://127.0.0.1:{admin_port}/healthz",
+                                                "probe.module": "http_2xx", "probe.kind": "http", "probe.location": "lab-1"}
+        phases = {r["attributes"]["phase"] for r in latest(gw, "probe.phase.duration", "attributes['probe.kind'] = 'http'")}
+        assert {"resolve", "connect", "processing", "transfer"} <= phases
+        [code] = latest(gw, "probe.http.status_code")
+        assert code["v"] == 200
     finally:
         node.stop()
         blackbox.stop()

@@ -1,10 +1,10 @@
 # Sourced by test.sh: the real peers the integration tests talk to, from
 # Debian packages. Installed when missing and we are root (as in CI);
 # otherwise the command to run is printed.
-PEER_PACKAGES="prometheus prometheus-node-exporter prometheus-blackbox-exporter rsyslog"
 missing=""
 for pair in prometheus:prometheus prometheus-node-exporter:prometheus-node-exporter \
-            prometheus-blackbox-exporter:prometheus-blackbox-exporter /usr/sbin/rsyslogd:rsyslog; do
+            prometheus-blackbox-exporter:prometheus-blackbox-exporter /usr/sbin/rsyslogd:rsyslog \
+            prometheus-snmp-exporter:prometheus-snmp-exporter /usr/sbin/snmpd:snmpd; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair##*:}"
 done
 if [ -n "$missing" ]; then

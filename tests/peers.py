@@ -86,3 +86,23 @@ def prometheus(workdir: Path, scrape_targets: dict[str, list[str]], remote_write
     argv = [binary("prometheus"), f"--config.file={path}", f"--storage.tsdb.path={workdir / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{port}"]
     return Peer(argv, f"http://127.0.0.1:{port}/-/ready", workdir / "prometheus.log").wait_ready(60), port
+
+
+TESTDATA = Path(__file__).parent / "e2e" / "testdata"
+
+
+def snmp_agent(workdir: Path) -> tuple[subprocess.Popen, int]:
+    """snmpd answering community `public` on a loopback UDP port."""
+    port = free_port()
+    config = workdir / "snmpd.conf"
+    config.write_text(f"agentAddress udp:127.0.0.1:{port}\nrocommunity public 127.0.0.1\n")
+    proc = subprocess.Popen(["/usr/sbin/snmpd", "-f", "-Lo", "-C", "-c", str(config), "-p", str(workdir / "snmpd.pid")],
+                            stdout=open(workdir / "snmpd.log", "ab"), stderr=subprocess.STDOUT)
+    return proc, port
+
+
+def snmp_exporter(workdir: Path) -> tuple[Peer, int]:
+    port = free_port()
+    argv = [binary("prometheus-snmp-exporter"), f"--config.file={TESTDATA / 'snmp_if_mib.yml'}",
+            f"--web.listen-address=127.0.0.1:{port}"]
+    return Peer(argv, f"http://127.0.0.1:{port}/metrics", workdir / "snmp_exporter.log").wait_ready(), port

@@ -61,15 +61,26 @@ class _Scraped:
     families: dict[str, FamilyInfo] = field(default_factory=dict)
 
 
+def _declared_counters(body: str) -> set[str]:
+    """Counter names as the text format declares them (`# TYPE x counter`)."""
+    return {line.split()[2] for line in body.splitlines()
+            if line.startswith("# TYPE ") and line.split()[3:4] == ["counter"]}
+
+
 def parse(body: str, content_type: str, scrape_ms: int) -> _Scraped:
-    parser = parse_openmetrics if "openmetrics" in content_type else parse_text
+    openmetrics = "openmetrics" in content_type
+    parser = parse_openmetrics if openmetrics else parse_text
+    # prometheus_client names every counter sample `<family>_total`; in the text
+    # format a counter declared without `_total` keeps its name, as Prometheus stores it.
+    plain_counters = set() if openmetrics else _declared_counters(body)
     out = _Scraped()
     try:
         for family in parser(body):
             out.families[family.name] = FamilyInfo(family.type, family.documentation or "", family.unit or "")
             for s in family.samples:
                 ts = scrape_ms if s.timestamp is None else int(float(s.timestamp) * 1000)
-                out.samples.append(Sample(s.name, dict(s.labels), float(s.value), ts))
+                name = family.name if family.name in plain_counters and s.name == family.name + "_total" else s.name
+                out.samples.append(Sample(name, dict(s.labels), float(s.value), ts))
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise ScrapeFailed(f"unparsable exposition: {exc}") from None
     return out

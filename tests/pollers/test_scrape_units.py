@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import json
+
+from adapters.prometheus.families import Sample
+from gateway.pollers.scrape import Target, apply_target_labels, parse, read_file_sd
+
+TEXT = """# HELP ifHCInOctets octets in
+# TYPE ifHCInOctets counter
+ifHCInOctets{ifName="lo"} 10
+# TYPE http_requests_total counter
+http_requests_total{code="200"} 5 1700000000123
+# TYPE temp gauge
+temp 21.5
+"""
+
+
+def test_text_format_keeps_counter_names_as_exposed_and_sample_timestamps():
+    scraped = parse(TEXT, "text/plain; version=0.0.4", 1_800_000_000_000)
+    assert [(s.name, s.labels, s.value, s.timestamp_ms) for s in scraped.samples] == [
+        ("ifHCInOctets", {"ifName": "lo"}, 10.0, 1_800_000_000_000),
+        ("http_requests_total", {"code": "200"}, 5.0, 1_700_000_000_123),
+        ("temp", {}, 21.5, 1_800_000_000_000),
+    ]
+    assert scraped.families["http_requests"].type == "counter" and scraped.families["temp"].type == "gauge"
+
+
+def test_openmetrics_is_parsed_with_its_own_parser():
+    body = "# TYPE x_seconds counter\n# UNIT x_seconds seconds\n# HELP x_seconds help\nx_seconds_total 3\n# EOF\n"
+    scraped = parse(body, "application/openmetrics-text; version=1.0.0", 1)
+    [sample] = scraped.samples
+    assert sample.name == "x_seconds_total" and scraped.families["x_seconds"].unit == "seconds"
+
+
+def test_target_labels_win_unless_honor_labels():
+    target = Target("http://10.0.0.1:9100/metrics", "node", (("site", "a"),))
+    clash = [Sample("m", {"job": "other", "site": "b", "x": "1"}, 1.0, 0)]
+    apply_target_labels(clash, target, honor_labels=False)
+    assert clash[0].labels == {"exported_job": "other", "exported_site": "b", "x": "1", "site": "a", "job": "node",
+                               "instance": "10.0.0.1:9100"}
+    honored = [Sample("m", {"job": "other", "x": "1"}, 1.0, 0)]
+    apply_target_labels(honored, target, honor_labels=True)
+    assert honored[0].labels["job"] == "other" and honored[0].labels["site"] == "a"
+
+
+def test_file_sd_groups(tmp_path):
+    path = tmp_path / "edge.json"
+    path.write_text(json.dumps([{"targets": ["10.0.0.1:9100", "10.0.0.2:9100"], "labels": {"job": "node", "dc": "x"}},
+                                {"targets": ["10.0.0.3:443"], "labels": {"__scheme__": "https", "__metrics_path__": "/m"}}]))
+    assert read_file_sd(path) == [
+        Target("http://10.0.0.1:9100/metrics", "node", (("dc", "x"),)),
+        Target("http://10.0.0.2:9100/metrics", "node", (("dc", "x"),)),
+        Target("https://10.0.0.3:443/m", "edge", ()),
+    ]

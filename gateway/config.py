@@ -247,6 +247,20 @@ class ProbesConfig(Model):
     targets: list[ProbeTarget] = []
 
 
+class NormalizeConfig(Model):
+    """Shared normalization (adapters.normalize)."""
+
+    # Rescale values to base units (ms -> s, kBy -> By, % -> 1).
+    units: bool = True
+    # Extra renames on top of the built-in semantic-conventions table.
+    metric_names: dict[str, str] = {}
+    attribute_names: dict[str, str] = {}
+    # Metric name patterns (fnmatch) whose cumulative sums are stored as deltas.
+    cumulative_to_delta: list[str] = []
+    # YAML/JSON file: services: {<service.name>: {team, tier, environment}}.
+    service_catalog: Path | None = None
+
+
 class PollersConfig(Model):
     # Where probes run from: the `probe.location` attribute of probe series.
     location: str = Field(default_factory=socket.gethostname)
@@ -267,6 +281,7 @@ class GatewayConfig(Model):
     pollers: PollersConfig = PollersConfig()
     apm: ApmConfig = ApmConfig()
     log_metrics: list[LogMetricConfig] = []
+    normalize: NormalizeConfig = NormalizeConfig()
     admin: AdminConfig = AdminConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

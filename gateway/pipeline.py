@@ -26,6 +26,7 @@ from adapters.apm import otlp_traces, zipkin
 from adapters.apm.red import SeriesLimiter, red_rows
 from adapters.jsonlines import jsonlines_to_arrow
 from adapters.log_metrics import LogMetricRule, derive
+from adapters.normalize import CumulativeToDelta, Names, ServiceCatalog, convert_units
 from adapters.otlp.attributes import AttributeSets
 from adapters.syslog import syslog_to_arrow
 from adapters.prometheus import remote_write
@@ -81,7 +82,7 @@ SIGNALS = {
                    otlp_logs.decode_request, lambda r, ctx, st: otlp_logs.logs_to_arrow(r, ctx, st.attribute_sets)),
     "remote_write": Signal("metrics", "remote_write", "Prometheus WriteRequest", "samples", POINTS,
                            remote_write.decode_request,
-                           lambda r, ctx, st: remote_write.remote_write_to_arrow(r, ctx, st.prometheus)),
+                           lambda r, ctx, st: remote_write.remote_write_to_arrow(r, ctx, st.prometheus, st.attribute_sets.names)),
     "traces": Signal("traces", "apm", "OTLP ExportTraceServiceRequest", "spans", POINTS, otlp_traces.decode_request,
                      lambda r, ctx, st: _red(otlp_traces.span_facts(r, st.attribute_sets), ctx, st)),
     "zipkin": Signal("traces", "apm", "Zipkin v2 span list", "spans", POINTS, zipkin.decode,
@@ -105,7 +106,12 @@ class IngestPipeline:
         self.config = config
         self.stores = stores
         self.telemetry = telemetry
-        self.adapter_state = AdapterState(SeriesLimiter(config.apm.max_series), int(config.apm.window))
+        n = config.normalize
+        names = Names(n.metric_names, n.attribute_names)
+        self.adapter_state = AdapterState(SeriesLimiter(config.apm.max_series), int(config.apm.window),
+                                          AttributeSets(names=names))
+        self.to_delta = CumulativeToDelta(n.cumulative_to_delta)
+        self.catalog = ServiceCatalog(n.service_catalog)
         self.log_rules = [LogMetricRule.build(**rule.model_dump()) for rule in config.log_metrics]
         limits = config.limits
         self.window = AcceptWindow(int(limits.max_age * NS), int(limits.max_future * NS))
@@ -171,18 +177,27 @@ class IngestPipeline:
         result = signal.adapt(request, ctx, self.adapter_state)
         for reason, n in result.outcome.rejected.items():
             self.telemetry.rejected(signal.name, ctx.source_kind, _reason_class(reason), n)
-        await self._keep(ctx, signal.table, result.table)
+        table = self._normalize(signal.table, result.table)
+        await self._keep(ctx, signal.table, table)
         if signal.table is LOGS and self.log_rules:
-            await self._derive_log_metrics(ctx, result.table)
+            await self._derive_log_metrics(ctx, table)
         accepted = result.table.num_rows
         self.telemetry.accepted(signal.name, ctx.source_kind, accepted)
         return IngestReport(accepted, result.outcome.rejected_count, result.outcome.message(signal.noun))
+
+    def _normalize(self, kind: Table, rows: pa.Table) -> pa.Table:
+        """Shared normalization after every adapter (adapters.normalize)."""
+        if kind is POINTS:
+            if self.config.normalize.units:
+                rows = convert_units(rows)
+            rows = self.to_delta.apply(rows)
+        return self.catalog.enrich(rows)
 
     async def _derive_log_metrics(self, log_ctx: IngestContext, logs: pa.Table) -> None:
         ctx = IngestContext("log", log_ctx.source_id, uuid.uuid4().hex, log_ctx.received_ns, self.window,
                             log_ctx.tenant, log_ctx.region)
         derived = derive(self.log_rules, logs, ctx, int(self.config.apm.window))
-        await self._keep(ctx, POINTS, derived.table)
+        await self._keep(ctx, POINTS, self._normalize(POINTS, derived.table))
         self.telemetry.accepted("metrics", "log", derived.table.num_rows)
 
     async def ingest_samples(self, samples: list, lookup, source_kind: str, source_id: str, extra=None) -> IngestReport:
@@ -195,13 +210,14 @@ class IngestPipeline:
         )
         outcome = Outcome()
         rows = PointRows()
-        add_samples(rows, samples, lambda name: lookup(name) or self.adapter_state.prometheus.lookup(name), outcome)
+        add_samples(rows, samples, lambda name: lookup(name) or self.adapter_state.prometheus.lookup(name), outcome,
+                    self.adapter_state.attribute_sets.names)
         if extra is not None:
             extra(rows)
         result = rows.finish(ctx, outcome)
         for reason, n in outcome.rejected.items():
             self.telemetry.rejected("metrics", source_kind, _reason_class(reason), n)
-        await self._keep(ctx, POINTS, result.table)
+        await self._keep(ctx, POINTS, self._normalize(POINTS, result.table))
         self.telemetry.accepted("metrics", source_kind, result.table.num_rows)
         return IngestReport(result.table.num_rows, outcome.rejected_count, outcome.message("samples"))
 

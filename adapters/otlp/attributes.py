@@ -20,6 +20,7 @@ import pyarrow as pa
 from google.protobuf.message import DecodeError
 
 from adapters.otlp import wire
+from adapters.normalize import Names
 from adapters.series import pairs_hash
 
 Decoded = tuple[tuple[str, ...], tuple[str, ...]]
@@ -117,8 +118,9 @@ class AttributeSets:
     (`begin`), so ids stay valid while a request is being adapted.
     """
 
-    def __init__(self, max_sets: int = 200_000) -> None:
+    def __init__(self, max_sets: int = 200_000, names: Names | None = None) -> None:
         self._max = max_sets
+        self.names = names or Names()
         self._reset()
 
     def _reset(self) -> None:
@@ -141,7 +143,7 @@ class AttributeSets:
         return found if found is not None else self._add(raw)
 
     def _add(self, raw: tuple[bytes, ...]) -> int:
-        keys, values = decode_uncached(raw)
+        keys, values = self.names.keys(*decode_uncached(raw))
         new = len(self.keys)
         self.keys.append(keys)
         self.values.append(values)

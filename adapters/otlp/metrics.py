@@ -335,5 +335,5 @@ def _add_metric(metric, origin: int, metas: _Metas, builders: dict[str, _Points]
         return
     temporality = TEMPORALITY.get(getattr(data, "aggregation_temporality", 0), "unspecified")
     monotonic = bool(getattr(data, "is_monotonic", False))
-    meta = metas.add(name, description, normalize_unit(unit), kind, temporality, monotonic)
+    meta = metas.add(builders[kind].sets.names.metric(name), description, normalize_unit(unit), kind, temporality, monotonic)
     builders[kind].add(data.data_points, meta, origin)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from adapters.base import Outcome
+from adapters.normalize import Names
 from adapters.points import PointRows, is_stale_marker
 
 SUFFIX_UNITS = (("_seconds", "s"), ("_bytes", "By"), ("_ratio", "1"), ("_celsius", "Cel"), ("_percent", "%"),
@@ -106,8 +107,10 @@ def kind_of(name: str, family: str, info: FamilyInfo, labels: dict[str, str]) ->
     return "gauge", False
 
 
-def add_samples(rows: PointRows, samples: Iterable[Sample], lookup: Lookup, outcome: Outcome) -> None:
+def add_samples(rows: PointRows, samples: Iterable[Sample], lookup: Lookup, outcome: Outcome,
+                names: Names | None = None) -> None:
     """Append one point per sample to `rows`; repeated (series, timestamp) pairs are refused."""
+    names = names or Names()
     seen: set[tuple] = set()
     for s in samples:
         identity = (s.name, tuple(sorted(s.labels.items())), s.timestamp_ms)
@@ -118,10 +121,11 @@ def add_samples(rows: PointRows, samples: Iterable[Sample], lookup: Lookup, outc
         family, info = resolve(s.name, s.labels, lookup)
         kind, monotonic = kind_of(s.name, family, info, s.labels)
         attributes, resource = split_resource(s.labels)
+        keys, values = names.keys(tuple(attributes), tuple(attributes.values()))
         stale = is_stale_marker(s.value)
         rows.add(
-            time_ns=s.timestamp_ms * NS_PER_MS, name=s.name, kind=kind,
+            time_ns=s.timestamp_ms * NS_PER_MS, name=names.metric(s.name), kind=kind,
             temporality="cumulative" if kind == "sum" else "unspecified", monotonic=monotonic,
-            value=math.nan if stale else s.value, stale=stale, attributes=attributes, resource=resource,
+            value=math.nan if stale else s.value, stale=stale, attributes=dict(zip(keys, values)), resource=resource,
             unit=unit_of(family, info), description=info.help,
         )

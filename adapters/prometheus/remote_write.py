@@ -11,6 +11,7 @@ series and timestamp, native histograms (not mapped yet).
 from __future__ import annotations
 
 from adapters.base import AdaptResult, IngestContext, Outcome
+from adapters.normalize import Names
 from adapters.points import PointRows
 from adapters.prometheus.families import FamilyInfo, Sample, add_samples
 from adapters.prometheus.prompb import METRIC_TYPES, WriteRequest
@@ -38,7 +39,7 @@ class PrometheusMetadata:
         return self.families.get(name)
 
 
-def remote_write_to_arrow(request, ctx: IngestContext, metadata: PrometheusMetadata) -> AdaptResult:
+def remote_write_to_arrow(request, ctx: IngestContext, metadata: PrometheusMetadata, names: Names | None = None) -> AdaptResult:
     metadata.update(request.metadata)
     outcome = Outcome()
     samples: list[Sample] = []
@@ -56,5 +57,5 @@ def remote_write_to_arrow(request, ctx: IngestContext, metadata: PrometheusMetad
             continue
         samples.extend(Sample(name, labels, s.value, s.timestamp) for s in series.samples)
     rows = PointRows()
-    add_samples(rows, samples, metadata.lookup, outcome)
+    add_samples(rows, samples, metadata.lookup, outcome, names)
     return rows.finish(ctx, outcome)

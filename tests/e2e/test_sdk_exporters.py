@@ -86,9 +86,11 @@ def test_every_instrument_kind_is_stored_exactly(gateway, kind):
     assert first["inflight"] == {**base, "metric_name": "inflight", "kind": "sum", "temporality": "cumulative",
                                  "is_monotonic": False, "unit": "{request}", "value": "-2"}
     latency = first["latency"]
-    assert (latency["kind"], latency["unit"], latency["count"], latency["sum"], latency["min"], latency["max"]) == (
-        "histogram", "ms", 3, 555, 5, 500)
-    assert latency["bucket_bounds"] == [0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000]
+    # Recorded in ms, stored in seconds (normalize.units).
+    assert (latency["kind"], latency["unit"], latency["count"]) == ("histogram", "s", 3)
+    assert (latency["sum"], latency["min"], latency["max"]) == (pytest.approx(0.555), 0.005, 0.5)
+    assert latency["bucket_bounds"] == pytest.approx([0, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1,
+                                                      2.5, 5, 7.5, 10])
     assert latency["bucket_counts"] == [0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
     assert latency["attributes"] == {"route": "/pay"} and latency["value"] == "nan"
     size = first["payload.size"]

@@ -244,3 +244,26 @@ def test_health_and_readiness(gateway):
         assert r.status == 200 and r.read() == b"ok\n"
     with urllib.request.urlopen(gateway.admin_url + "/readyz") as r:
         assert r.status == 200 and r.read() == b"ready\n"
+
+
+def test_normalization_config_applies_to_stored_rows(start_gateway, tmp_path):
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text("services:\n  shop: {team: payments, tier: 1}\n")
+    gw = start_gateway({"normalize": {"service_catalog": str(catalog), "cumulative_to_delta": ["orders"],
+                                      "attribute_names": {"env": "deployment.environment.name"}}})
+    now = time.time_ns()
+    request = gauge_request("shop", [{"value": 250.0, "time": now - 3 * NS, "attrs": {"env": "prod"}}], name="latency")
+    request.resource_metrics[0].scope_metrics[0].metrics[0].unit = "ms"
+    counter = request.resource_metrics[0].scope_metrics[0].metrics.add(name="orders", unit="1")
+    counter.sum.aggregation_temporality = 2
+    counter.sum.is_monotonic = True
+    for value, ago in ((10, 2), (16, 1)):
+        counter.sum.data_points.add(time_unix_nano=now - ago * NS, start_time_unix_nano=now - 60 * NS, as_double=value)
+    assert send_metrics(gw, request.SerializeToString())[0] == 200
+    rows = gw.wait_rows("SELECT metric_name, unit, value, temporality, attributes, resource_attributes['service.owner.team'] AS team "
+                        "FROM telemetry.metric_points ORDER BY metric_name", 2)
+    assert rows == [
+        {"metric_name": "latency", "unit": "s", "value": 0.25, "temporality": "unspecified",
+         "attributes": {"deployment.environment.name": "prod"}, "team": "payments"},
+        {"metric_name": "orders", "unit": "1", "value": 6, "temporality": "delta", "attributes": {}, "team": "payments"},
+    ]

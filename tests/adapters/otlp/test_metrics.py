@@ -54,7 +54,8 @@ def test_sdk_payload_values_units_and_kinds():
     assert orders["card"]["is_monotonic"] is True
     assert orders["card"]["description"] == "Orders placed"
     assert orders["card"]["service_name"] == "checkout"
-    assert orders["card"]["resource_attributes"]["deployment.environment"] == "prod"
+    # Renamed to the current semantic-conventions spelling.
+    assert orders["card"]["resource_attributes"]["deployment.environment.name"] == "prod"
     assert orders["card"]["scope_name"] == "checkout.instrumentation" and orders["card"]["scope_version"] == "0.9.0"
     [cart] = rows["cart.items"]
     assert cart["value"] == -3.0 and cart["is_monotonic"] is False and cart["attributes"] == {"cart.size": "7"}

@@ -12,11 +12,12 @@ import struct
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from adapters.base import AdaptResult, IngestContext, Outcome
 from adapters.columns import apply_rejections, constant, flags_column, provenance_columns, time_array, times, window_masks
-from adapters.otlp.attributes import service_name
-from adapters.series import pairs_hash, series_ids, text_hash
+from adapters.otlp.attributes import AttributeSets, service_name
+from adapters.series import series_ids, text_hash
 from schema import POINTS, arrow_schema
 
 SCHEMA = arrow_schema(POINTS)
@@ -33,36 +34,9 @@ def stale_marker() -> float:
     return struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
 
 
-class _LabelSets:
-    """Distinct label sets as (keys, values, hash), so each is hashed once."""
-
-    def __init__(self) -> None:
-        self.index: dict[tuple[tuple[str, str], ...], int] = {}
-        self.keys: list[tuple[str, ...]] = []
-        self.values: list[tuple[str, ...]] = []
-        self.hashes: list[int] = []
-
-    def id_of(self, labels: dict[str, str]) -> int:
-        key = tuple(sorted(labels.items()))
-        found = self.index.get(key)
-        if found is None:
-            found = self.index[key] = len(self.keys)
-            self.keys.append(tuple(k for k, _ in key))
-            self.values.append(tuple(v for _, v in key))
-            self.hashes.append(pairs_hash(self.keys[-1], self.values[-1]))
-        return found
-
-    def column(self, ids: list[int]) -> tuple[pa.MapArray, np.ndarray]:
-        keys: list[str] = []
-        values: list[str] = []
-        offsets = [0]
-        for i in range(len(self.keys)):
-            keys.extend(self.keys[i])
-            values.extend(self.values[i])
-            offsets.append(len(keys))
-        distinct = pa.MapArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(keys, pa.string()), pa.array(values, pa.string()))
-        index = np.asarray(ids, np.int64)
-        return distinct.take(pa.array(index)), np.asarray(self.hashes, np.uint64)[index] if self.hashes else np.zeros(0, np.uint64)
+# Text sources share one registry of label sets across batches, so a series'
+# labels are sorted and hashed once, not once per batch.
+SHARED_SETS = AttributeSets()
 
 
 class PointRows:
@@ -70,18 +44,70 @@ class PointRows:
 
     TEXT = ("metric_name", "description", "unit", "kind", "temporality", "scope_name", "scope_version")
 
-    def __init__(self) -> None:
+    def __init__(self, sets: AttributeSets | None = None) -> None:
+        self.labels = sets or SHARED_SETS
+        self.labels.begin()
+        # Points of known series, appended cheaply (value, time) and expanded in finish().
+        self.series_info: list[tuple] = []
+        self.light: dict[str, list] = {"series": [], "time": [], "value": [], "stale": []}
         self.cols: dict[str, list] = {name: [] for name in (
             "time", "start_time", "value", "is_monotonic", "point_flags", "count", "sum", "min", "max",
             "bucket_bounds", "bucket_counts", "quantiles", "quantile_values", "exemplar_trace_ids", *self.TEXT,
         )}
         self.attrs: list[int] = []
         self.resources: list[int] = []
-        self.labels = _LabelSets()
         self.flags_extra: list[tuple[int, str]] = []
 
     def __len__(self) -> int:
-        return len(self.attrs)
+        return len(self.attrs) + len(self.light["series"])
+
+    def series(self, *, name: str, kind: str, attributes: dict[str, str], resource: dict[str, str],
+               temporality: str = "unspecified", monotonic: bool = False, unit: str = "", description: str = "",
+               scope: tuple[str, str] = ("", "")) -> int:
+        """Register a series for `value()`; returns its handle."""
+        self.series_info.append((name, description, unit, kind, temporality, *scope, monotonic,
+                                 self.labels.id_of_labels(attributes), self.labels.id_of_labels(resource)))
+        return len(self.series_info) - 1
+
+    def series_of_sets(self, *, name: str, kind: str, attributes_id: int, resource_id: int,
+                       temporality: str = "unspecified", monotonic: bool = False, unit: str = "",
+                       description: str = "", scope: tuple[str, str] = ("", "")) -> int:
+        """`series()` with label sets already registered in `self.labels`."""
+        self.series_info.append((name, description, unit, kind, temporality, *scope, monotonic, attributes_id, resource_id))
+        return len(self.series_info) - 1
+
+    def value(self, series: int, time_ns: int, value: float, stale: bool = False) -> None:
+        """A gauge or sum point of a registered series: the hot path of text sources."""
+        light = self.light
+        light["series"].append(series)
+        light["time"].append(time_ns)
+        light["value"].append(value)
+        light["stale"].append(stale)
+
+    def _materialize(self) -> None:
+        """Expand series points into the row columns with whole-column operations."""
+        light = self.light
+        k = len(light["series"])
+        if not k:
+            return
+        index = np.asarray(light["series"], np.int64)
+        info = list(zip(*self.series_info))
+        c = self.cols
+        for position, column in enumerate(self.TEXT):
+            c[column].extend(np.asarray(info[position], object)[index].tolist())
+        c["is_monotonic"].extend(np.asarray(info[7], bool)[index].tolist())
+        self.attrs.extend(np.asarray(info[8], np.int64)[index].tolist())
+        self.resources.extend(np.asarray(info[9], np.int64)[index].tolist())
+        c["time"].extend(light["time"])
+        c["value"].extend(light["value"])
+        c["point_flags"].extend(NO_RECORDED_VALUE if st else 0 for st in light["stale"])
+        c["start_time"].extend([0] * k)
+        c["count"].extend([0] * k)
+        for column in ("sum", "min", "max"):
+            c[column].extend([None] * k)
+        for column in ("bucket_bounds", "bucket_counts", "quantiles", "quantile_values", "exemplar_trace_ids"):
+            c[column].extend([[]] * k)
+        self.light = {"series": [], "time": [], "value": [], "stale": []}
 
     def add(self, *, time_ns: int, name: str, kind: str, attributes: dict[str, str], resource: dict[str, str],
             value: float = math.nan, start_ns: int = 0, temporality: str = "unspecified", monotonic: bool = False,
@@ -107,14 +133,15 @@ class PointRows:
         c["quantile_values"].append(quantile_values or [])
         for name_, text in zip(self.TEXT, (name, description, unit, kind, temporality, *scope)):
             c[name_].append(text)
-        self.attrs.append(self.labels.id_of(attributes))
-        self.resources.append(self.labels.id_of(resource))
+        self.attrs.append(self.labels.id_of_labels(attributes))
+        self.resources.append(self.labels.id_of_labels(resource))
 
     def flag(self, row: int, name: str) -> None:
         """An extra quality flag for one row (e.g. `cardinality_overflow`)."""
         self.flags_extra.append((row, name))
 
     def finish(self, ctx: IngestContext, outcome: Outcome) -> AdaptResult:
+        self._materialize()
         n = len(self)
         if n == 0:
             return AdaptResult(SCHEMA.empty_table(), outcome)
@@ -122,18 +149,20 @@ class PointRows:
         keep = apply_rejections(n, window_masks(event, ctx.window, ctx.received_ns, "sample time"), outcome)
         value = np.asarray(self.cols["value"], np.float64)
         stale = np.asarray(self.cols["point_flags"], np.uint32) == NO_RECORDED_VALUE
-        sums = np.asarray([s if s is not None else 0.0 for s in self.cols["sum"]], np.float64)
+        bad_sum = pc.fill_null(pc.invert(pc.is_finite(pa.array(self.cols["sum"], pa.float64()))), False)
         numbers = np.isin(np.asarray(self.cols["kind"], object), ["gauge", "sum"])
         flags = {
             "no_recorded_value": stale,
-            "non_finite": ~stale & ((numbers & ~np.isfinite(value)) | (~numbers & ~np.isfinite(sums))),
+            "non_finite": ~stale & ((numbers & ~np.isfinite(value)) | (~numbers & bad_sum.to_numpy(zero_copy_only=False))),
         }
         for row, name in self.flags_extra:
             flags.setdefault(name, np.zeros(n, bool))[row] = True
-        attributes, attr_hashes = self.labels.column(self.attrs)
-        resources, resource_hashes = self.labels.column(self.resources)
-        names = np.fromiter((text_hash(x) for x in self.cols["metric_name"]), np.uint64, n)
-        services = [service_name(self.labels.keys[r], self.labels.values[r]) for r in self.resources]
+        attributes, attr_hashes = self.labels.map_column(self.attrs)
+        resources, resource_hashes = self.labels.map_column(self.resources)
+        distinct = {name: text_hash(name) for name in set(self.cols["metric_name"])}
+        names = np.fromiter((distinct[x] for x in self.cols["metric_name"]), np.uint64, n)
+        service_of = {r: service_name(self.labels.keys[r], self.labels.values[r]) for r in set(self.resources)}
+        services = [service_of[r] for r in self.resources]
         cols = {
             "time": time_array(event),
             "start_time": time_array(times(self.cols["start_time"])),

@@ -30,7 +30,7 @@ class InvalidAttributes(ValueError):
     """An attribute set that cannot be stored (bad UTF-8, malformed bytes)."""
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -93,7 +93,7 @@ def service_name(keys: tuple[str, ...], values: tuple[str, ...]) -> str:
 
 
 def decode_uncached(raw: tuple[bytes, ...]) -> Decoded:
-    framed = b"".join(b"\x0a" + _varint(len(item)) + item for item in raw)
+    framed = b"".join(b"\x0a" + varint(len(item)) + item for item in raw)
     try:
         kvs = wire.KeyValueList.FromString(framed).values
     except DecodeError:
@@ -121,10 +121,13 @@ class AttributeSets:
     def __init__(self, max_sets: int = 200_000, names: Names | None = None) -> None:
         self._max = max_sets
         self.names = names or Names()
+        self.generation = 0
         self._reset()
 
     def _reset(self) -> None:
-        self.ids: dict[tuple[bytes, ...], int] = {(): 0}
+        # Raw OTLP KeyValue tuples, and ("labels", sorted items) for text sources, share one index.
+        self.generation += 1
+        self.ids: dict[tuple, int] = {(): 0}
         self.keys: list[tuple[str, ...]] = [()]
         self.values: list[tuple[str, ...]] = [()]
         self.hashes: list[int] = [pairs_hash((), ())]
@@ -149,6 +152,19 @@ class AttributeSets:
         self.values.append(values)
         self.hashes.append(pairs_hash(keys, values))
         self.ids[raw] = new
+        return new
+
+    def id_of_labels(self, labels: dict[str, str]) -> int:
+        """Id of a set given as text (Prometheus labels, syslog fields)."""
+        key = ("labels", *sorted(labels.items()))
+        found = self.ids.get(key)
+        if found is not None:
+            return found
+        new = len(self.keys)
+        self.keys.append(tuple(k for k, _ in key[1:]))
+        self.values.append(tuple(v for _, v in key[1:]))
+        self.hashes.append(pairs_hash(self.keys[-1], self.values[-1]))
+        self.ids[key] = new
         return new
 
     def decode(self, raw: tuple[bytes, ...]) -> Decoded:

@@ -107,25 +107,46 @@ def kind_of(name: str, family: str, info: FamilyInfo, labels: dict[str, str]) ->
     return "gauge", False
 
 
+_PREPARED: dict[tuple, dict] = {}
+_PREPARED_MAX = 500_000
+
+
+def series_handle(rows: PointRows, key, name: str, labels: dict[str, str], lookup: Lookup, names: Names) -> int:
+    """Register a series in `rows`; what it costs to work out (type, unit, names,
+    label set ids) is cached across batches under `key`."""
+    info = lookup(name)
+    cache_key = (key, info, rows.labels.generation)
+    prepared = _PREPARED.get(cache_key)
+    if prepared is None:
+        family, resolved = resolve(name, labels, lookup)
+        kind, monotonic = kind_of(name, family, resolved, labels)
+        attributes, resource = split_resource(labels)
+        keys, values = names.keys(tuple(attributes), tuple(attributes.values()))
+        prepared = dict(name=names.metric(name), kind=kind, temporality="cumulative" if kind == "sum" else "unspecified",
+                        monotonic=monotonic, unit=unit_of(family, resolved), description=resolved.help,
+                        attributes_id=rows.labels.id_of_labels(dict(zip(keys, values))),
+                        resource_id=rows.labels.id_of_labels(resource))
+        if len(_PREPARED) >= _PREPARED_MAX:
+            _PREPARED.clear()
+        _PREPARED[cache_key] = prepared
+    return rows.series_of_sets(**prepared)
+
+
 def add_samples(rows: PointRows, samples: Iterable[Sample], lookup: Lookup, outcome: Outcome,
                 names: Names | None = None) -> None:
     """Append one point per sample to `rows`; repeated (series, timestamp) pairs are refused."""
     names = names or Names()
-    seen: set[tuple] = set()
+    handles: dict[tuple, int] = {}
+    seen: set[tuple[int, int]] = set()
     for s in samples:
-        identity = (s.name, tuple(sorted(s.labels.items())), s.timestamp_ms)
-        if identity in seen:
+        series_key = (s.name, tuple(s.labels.items()))
+        handle = handles.get(series_key)
+        if handle is None:
+            handle = handles[series_key] = series_handle(rows, series_key, s.name, s.labels, lookup, names)
+        point = (handle, s.timestamp_ms)
+        if point in seen:
             outcome.reject("duplicate sample (same series and timestamp)")
             continue
-        seen.add(identity)
-        family, info = resolve(s.name, s.labels, lookup)
-        kind, monotonic = kind_of(s.name, family, info, s.labels)
-        attributes, resource = split_resource(s.labels)
-        keys, values = names.keys(tuple(attributes), tuple(attributes.values()))
-        stale = is_stale_marker(s.value)
-        rows.add(
-            time_ns=s.timestamp_ms * NS_PER_MS, name=names.metric(s.name), kind=kind,
-            temporality="cumulative" if kind == "sum" else "unspecified", monotonic=monotonic,
-            value=math.nan if stale else s.value, stale=stale, attributes=dict(zip(keys, values)), resource=resource,
-            unit=unit_of(family, info), description=info.help,
-        )
+        seen.add(point)
+        stale = s.value != s.value and is_stale_marker(s.value)
+        rows.value(handle, s.timestamp_ms * NS_PER_MS, math.nan if stale else s.value, stale)

@@ -1,8 +1,9 @@
 """Prometheus remote-write 1.0 messages (prompb/remote.proto, types.proto), built at import.
 
-No generated code: the descriptors are declared here field by field, with
-label strings as `bytes` so one label with invalid UTF-8 costs its series,
-not the request. Native histograms (TimeSeries field 4) are parsed and counted
+No generated code: the descriptors are declared here field by field. Label
+strings are `bytes`, so one label with invalid UTF-8 costs its series, not the
+request, and a series' labels arrive as raw Label encodings, decoded once per
+distinct series (`LabelList` parses them). Native histograms (TimeSeries field 4) are parsed and counted
 but not mapped.
 """
 
@@ -17,11 +18,13 @@ _MESSAGES = {
     "Exemplar": [("labels", 1, F.TYPE_MESSAGE, "Label", True), ("value", 2, F.TYPE_DOUBLE, None, False),
                  ("timestamp", 3, F.TYPE_INT64, None, False)],
     "NativeHistogram": [("timestamp", 15, F.TYPE_INT64, None, False)],
-    "TimeSeries": [("labels", 1, F.TYPE_MESSAGE, "Label", True), ("samples", 2, F.TYPE_MESSAGE, "Sample", True),
+    # Labels stay raw (one bytes per Label encoding): a series' labels are a cache key.
+    "TimeSeries": [("labels", 1, F.TYPE_BYTES, None, True), ("samples", 2, F.TYPE_MESSAGE, "Sample", True),
                    ("exemplars", 3, F.TYPE_MESSAGE, "Exemplar", True),
                    ("histograms", 4, F.TYPE_MESSAGE, "NativeHistogram", True)],
     "MetricMetadata": [("type", 1, F.TYPE_INT32, None, False), ("metric_family_name", 2, F.TYPE_BYTES, None, False),
                        ("help", 4, F.TYPE_BYTES, None, False), ("unit", 5, F.TYPE_BYTES, None, False)],
+    "LabelList": [("labels", 1, F.TYPE_MESSAGE, "Label", True)],
     "WriteRequest": [("timeseries", 1, F.TYPE_MESSAGE, "TimeSeries", True),
                      ("metadata", 3, F.TYPE_MESSAGE, "MetricMetadata", True)],
 }
@@ -44,3 +47,5 @@ def _build() -> descriptor_pool.DescriptorPool:
 
 _POOL = _build()
 WriteRequest = message_factory.GetMessageClass(_POOL.FindMessageTypeByName("prometheus.WriteRequest"))
+LabelList = message_factory.GetMessageClass(_POOL.FindMessageTypeByName("prometheus.LabelList"))
+Label = message_factory.GetMessageClass(_POOL.FindMessageTypeByName("prometheus.Label"))

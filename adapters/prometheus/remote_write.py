@@ -10,19 +10,48 @@ series and timestamp, native histograms (not mapped yet).
 
 from __future__ import annotations
 
+import math
+
+from google.protobuf.message import DecodeError
+
 from adapters.base import AdaptResult, IngestContext, Outcome
 from adapters.normalize import Names
-from adapters.points import PointRows
-from adapters.prometheus.families import FamilyInfo, Sample, add_samples
-from adapters.prometheus.prompb import METRIC_TYPES, WriteRequest
+from adapters.points import PointRows, is_stale_marker
+from adapters.prometheus.families import FamilyInfo, series_handle
+from adapters.otlp.attributes import varint
+from adapters.prometheus.prompb import METRIC_TYPES, LabelList, WriteRequest
 
 decode_request = WriteRequest.FromString
 
 
 class PrometheusMetadata:
-    def __init__(self, max_families: int = 100_000) -> None:
+    """Family metadata from remote-write requests, and the decoded labels of series seen."""
+
+    def __init__(self, max_families: int = 100_000, max_series: int = 500_000) -> None:
         self.families: dict[str, FamilyInfo] = {}
         self._max = max_families
+        self.series: dict[tuple[bytes, ...], tuple[str, dict[str, str]]] = {}
+        self._max_series = max_series
+
+    def labels_of(self, raw: tuple[bytes, ...]) -> tuple[str, dict[str, str]]:
+        """(metric name, other labels) of raw Label encodings; raises ValueError."""
+        found = self.series.get(raw)
+        if found is not None:
+            return found
+        framed = b"".join(b"\x0a" + varint(len(item)) + item for item in raw)
+        try:
+            labels = {l.name.decode("utf-8"): l.value.decode("utf-8") for l in LabelList.FromString(framed).labels}
+        except UnicodeDecodeError:
+            raise ValueError("a label is not valid UTF-8") from None
+        except DecodeError:
+            raise ValueError("a label is not a valid Label encoding") from None
+        name = labels.pop("__name__", "")
+        if not name:
+            raise ValueError("series without __name__")
+        if len(self.series) >= self._max_series:
+            self.series.clear()
+        self.series[raw] = (name, labels)
+        return name, labels
 
     def update(self, metadata) -> None:
         for m in metadata:
@@ -41,21 +70,32 @@ class PrometheusMetadata:
 
 def remote_write_to_arrow(request, ctx: IngestContext, metadata: PrometheusMetadata, names: Names | None = None) -> AdaptResult:
     metadata.update(request.metadata)
+    names = names or Names()
     outcome = Outcome()
-    samples: list[Sample] = []
+    rows = PointRows()
+    handles: dict[tuple[bytes, ...], int] = {}
+    seen: set[tuple[int, int]] = set()
     for series in request.timeseries:
         if series.histograms:
             outcome.reject("native histograms are not supported yet", len(series.histograms))
+        raw = tuple(series.labels)
         try:
-            labels = {label.name.decode("utf-8"): label.value.decode("utf-8") for label in series.labels}
-        except UnicodeDecodeError:
-            outcome.reject("a label is not valid UTF-8", len(series.samples))
+            name, labels = metadata.labels_of(raw)
+        except ValueError as exc:
+            outcome.reject(str(exc), len(series.samples))
             continue
-        name = labels.pop("__name__", "")
-        if not name:
-            outcome.reject("series without __name__", len(series.samples))
-            continue
-        samples.extend(Sample(name, labels, s.value, s.timestamp) for s in series.samples)
-    rows = PointRows()
-    add_samples(rows, samples, metadata.lookup, outcome, names)
+        repeated = raw in handles
+        handle = handles[raw] if repeated else series_handle(rows, raw, name, labels, metadata.lookup, names)
+        handles[raw] = handle
+        check = repeated or len(series.samples) > 1
+        for sample in series.samples:
+            if check:
+                point = (handle, sample.timestamp)
+                if point in seen:
+                    outcome.reject("duplicate sample (same series and timestamp)")
+                    continue
+                seen.add(point)
+            value = sample.value
+            stale = value != value and is_stale_marker(value)
+            rows.value(handle, sample.timestamp * 1_000_000, math.nan if stale else value, stale)
     return rows.finish(ctx, outcome)

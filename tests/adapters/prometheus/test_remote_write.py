@@ -6,7 +6,7 @@ from pathlib import Path
 import cramjam
 
 from adapters.points import stale_marker
-from adapters.prometheus.prompb import WriteRequest
+from adapters.prometheus.prompb import Label, WriteRequest
 from adapters.prometheus.remote_write import PrometheusMetadata, remote_write_to_arrow
 from tests.adapters.otlp.helpers import NS, context
 from tests.rows import check_golden, plain_rows
@@ -69,7 +69,7 @@ def request_with(series: list[tuple[dict[bytes, bytes], list[tuple[float, int]]]
     for labels, samples in series:
         ts = request.timeseries.add()
         for name, value in labels.items():
-            ts.labels.add(name=name, value=value)
+            ts.labels.append(Label(name=name, value=value).SerializeToString())
         for value, timestamp in samples:
             ts.samples.add(value=value, timestamp=timestamp)
     return request

@@ -17,7 +17,7 @@ from grpc_status import rpc_status
 
 from gateway.config import GrpcConfig
 from gateway.errors import BadRequest, GatewayError
-from gateway.pipeline import IngestPipeline, IngestReport
+from gateway.pipeline import IngestPipeline
 from gateway.receivers import status
 from gateway.receivers.responses import export_response
 from gateway.telemetry import Telemetry

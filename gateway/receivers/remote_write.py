@@ -16,10 +16,10 @@ import cramjam
 from aiohttp import web
 
 from gateway.errors import BadRequest, GatewayError, Throttled, UnsupportedMediaType
-from gateway.pipeline import IngestPipeline
+from gateway.pipeline import IngestReport
 from gateway.receivers import status
 from gateway.receivers.body import too_large
-from gateway.telemetry import Telemetry
+from gateway.receivers.route import BodyRoute, retry_headers
 
 
 def snappy_length(body: bytes) -> int:
@@ -44,34 +44,18 @@ def decode_body(body: bytes, encoding: str, limit: int) -> bytes:
         raise BadRequest(f"body is not valid snappy data: {exc}") from None
 
 
-class RemoteWriteRoute:
-    def __init__(self, pipeline: IngestPipeline, telemetry: Telemetry, limit: int, read_body) -> None:
-        self.pipeline = pipeline
-        self.telemetry = telemetry
-        self.limit = limit
-        self.read_body = read_body
+class RemoteWriteRoute(BodyRoute):
+    path = "/api/v1/write"
+    name = "remote_write"
+    content_types = ("application/x-protobuf",)
 
-    def register(self, app: web.Application) -> None:
-        app.router.add_post("/api/v1/write", self.handle)
+    def decode(self, body: bytes, encoding: str) -> bytes:
+        return decode_body(body, encoding, self.limit)
 
-    async def handle(self, request: web.Request) -> web.Response:
-        try:
-            if request.content_type != "application/x-protobuf":
-                raise UnsupportedMediaType(f"Content-Type must be application/x-protobuf, got {request.content_type!r}")
-            raw = decode_body(await self.read_body(request), request.headers.get("Content-Encoding", ""), self.limit)
-            await self.pipeline.ingest("remote_write", raw, f"remote-write:{request.remote or 'unknown'}")
-        except GatewayError as exc:
-            self.telemetry.request("http", "remote_write", type(exc).__name__)
-            return self._error(exc)
-        self.telemetry.request("http", "remote_write", "ok")
+    def answer(self, report: IngestReport) -> web.Response:
         return web.Response(status=204)
 
-    def _error(self, exc: GatewayError) -> web.Response:
-        code = status.http_status(exc)
-        headers = {}
-        wait = status.retry_after(exc)
-        if wait is not None:
-            # Prometheus retries 5xx; 429 only when configured to.
-            code = 503 if isinstance(exc, Throttled) else code
-            headers["Retry-After"] = str(max(1, round(wait)))
-        return web.Response(status=code, text=f"{exc}\n", headers=headers)
+    def error(self, exc: GatewayError) -> web.Response:
+        # Prometheus retries 5xx, and 429 only when configured to: throttle with 503.
+        code = 503 if isinstance(exc, Throttled) else status.http_status(exc)
+        return web.Response(status=code, text=f"{exc}\n", headers=retry_headers(exc))

@@ -1,0 +1,53 @@
+"""What the extra HTTP routes (remote write, Zipkin, JSON lines) share: a checked
+Content-Type, a bounded body, one pipeline call, and errors mapped in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.errors import GatewayError, UnsupportedMediaType
+from gateway.pipeline import IngestPipeline, IngestReport
+from gateway.receivers import status
+from gateway.telemetry import Telemetry
+
+
+def retry_headers(exc: GatewayError) -> dict[str, str]:
+    wait = status.retry_after(exc)
+    return {} if wait is None else {"Retry-After": str(max(1, round(wait)))}
+
+
+class BodyRoute:
+    path = ""
+    name = ""
+    content_types: tuple[str, ...] = ()
+
+    def __init__(self, pipeline: IngestPipeline, telemetry: Telemetry, limit: int, read_body) -> None:
+        self.pipeline = pipeline
+        self.telemetry = telemetry
+        self.limit = limit
+        self.read_body = read_body
+
+    def register(self, app: web.Application) -> None:
+        app.router.add_post(self.path, self.handle)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        try:
+            if request.content_type not in self.content_types:
+                raise UnsupportedMediaType(
+                    f"Content-Type must be {' or '.join(self.content_types)}, got {request.content_type!r}")
+            body = self.decode(await self.read_body(request), request.headers.get("Content-Encoding", ""))
+            report = await self.pipeline.ingest(self.name, body, f"{self.name}:{request.remote or 'unknown'}")
+        except GatewayError as exc:
+            self.telemetry.request("http", self.name, type(exc).__name__)
+            return self.error(exc)
+        self.telemetry.request("http", self.name, "partial" if report.message else "ok")
+        return self.answer(report)
+
+    def decode(self, body: bytes, encoding: str) -> bytes:
+        raise NotImplementedError
+
+    def answer(self, report: IngestReport) -> web.Response:
+        raise NotImplementedError
+
+    def error(self, exc: GatewayError) -> web.Response:
+        return web.Response(status=status.http_status(exc), text=f"{exc}\n", headers=retry_headers(exc))

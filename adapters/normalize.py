@@ -92,16 +92,16 @@ def convert_units(table: pa.Table, flags_column: str = "quality_flags") -> pa.Ta
     """Rescale points whose unit has a known base unit; flag them `unit_converted`."""
     if table.num_rows == 0:
         return table
-    units = table.column("unit").to_pylist()
-    kinds = table.column("kind").to_pylist()
-    factors = np.ones(len(units))
-    new_units = list(units)
-    for i, (unit, kind) in enumerate(zip(units, kinds)):
-        if unit in UNIT_FACTORS and kind != "exponential_histogram":
-            new_units[i], factors[i] = UNIT_FACTORS[unit]
-    changed = factors != 1.0
+    known = list(UNIT_FACTORS)
+    index = pc.fill_null(pc.index_in(table.column("unit"), value_set=pa.array(known)), -1).to_numpy()
+    exponential = pc.equal(table.column("kind"), "exponential_histogram").to_numpy(zero_copy_only=False)
+    changed = (index >= 0) & ~exponential
     if not changed.any():
         return table
+    positions = np.maximum(index, 0)
+    factors = np.where(changed, np.asarray([UNIT_FACTORS[u][1] for u in known])[positions], 1.0)
+    base_units = np.asarray([UNIT_FACTORS[u][0] for u in known], object)[positions]
+    new_units = np.where(changed, base_units, np.asarray(table.column("unit").to_pylist(), object)).tolist()
     factor = pa.array(factors)
     for name in ("value", "sum", "min", "max"):
         table = table.set_column(table.schema.get_field_index(name), name, pc.multiply(table.column(name), factor))

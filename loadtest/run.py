@@ -1,6 +1,6 @@
 """End-to-end ingest benchmark: prints every figure in one run.
 
-    python -m loadtest.run                 # defaults: 200 requests x 2000 points, 10 attributes
+    python -m loadtest.run                 # defaults: 600 requests x 2000 points, 10 attributes
     python -m loadtest.run --requests 100  # quicker
 
 It starts a real gateway on the embedded store (fresh data directory, loopback
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import tempfile
 import threading
 import time
@@ -117,7 +118,7 @@ def store_ceiling(payloads: list[bytes], batch_rows: int) -> tuple[float, float]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=600)
     parser.add_argument("--points", type=int, default=2000, help="data points per request")
     parser.add_argument("--series", type=int, default=20000, help="distinct attribute sets")
     parser.add_argument("--attributes", type=int, default=10, help="attributes per point")
@@ -125,6 +126,7 @@ def main() -> None:
     # keeps in flight with its defaults (10 consumers x 8192-point batches).
     parser.add_argument("--concurrency", type=int, default=24)
     parser.add_argument("--log-records", type=int, default=1000, help="log records per request")
+    parser.add_argument("--override", default="{}", help='gateway config as JSON, e.g. \'{"store": {"batch": {"max_rows": 100000}}}\'')
     args = parser.parse_args()
 
     print(f"building {args.requests} requests x {args.points} points, {args.attributes} attributes, {args.series} series ...")
@@ -134,7 +136,7 @@ def main() -> None:
     per_request = args.points // 10 * 10
 
     with tempfile.TemporaryDirectory() as tmp:
-        gateway = GatewayProcess(Path(tmp), {"log_level": "warning"}).start()
+        gateway = GatewayProcess(Path(tmp), {"log_level": "warning", **json.loads(args.override)}).start()
         sampler = Sampler(gateway.proc.pid)
         try:
             asyncio.run(grpc_load(gateway.grpc_endpoint, warmup, 4))

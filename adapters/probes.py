@@ -19,11 +19,9 @@ from dataclasses import dataclass, field
 from adapters.points import PointRows
 from adapters.prometheus.families import Sample
 
-BLACKBOX_PHASES = {  # blackbox metric -> (label holding the phase or None, fixed phase)
-    "probe_http_duration_seconds": ("phase", None),
-    "probe_dns_lookup_time_seconds": (None, "resolve"),
-    "probe_icmp_duration_seconds": ("phase", None),
-}
+# blackbox metrics whose `phase` label names a phase; DNS time alone stands for
+# `resolve` only where no phase metric reports it (tcp, dns modules).
+BLACKBOX_PHASES = ("probe_http_duration_seconds", "probe_icmp_duration_seconds")
 BLACKBOX_KINDS = ("http", "tcp", "icmp", "dns", "grpc")
 
 
@@ -60,11 +58,10 @@ def from_blackbox(samples: list[Sample], target: str, module: str, location: str
         return None
     phases: dict[str, float] = {}
     for s in samples:
-        if s.name in BLACKBOX_PHASES:
-            label, fixed = BLACKBOX_PHASES[s.name]
-            phase = fixed or s.labels.get(label, "")
-            if phase:
-                phases[phase] = phases.get(phase, 0.0) + s.value
+        if s.name in BLACKBOX_PHASES and s.labels.get("phase"):
+            phases[s.labels["phase"]] = phases.get(s.labels["phase"], 0.0) + s.value
+    if "resolve" not in phases and "probe_dns_lookup_time_seconds" in values:
+        phases["resolve"] = values["probe_dns_lookup_time_seconds"].value
     status = values.get("probe_http_status_code")
     kind = next((k for k in BLACKBOX_KINDS if module.startswith(k) or any(n.startswith(f"probe_{k}_") for n in values)), "other")
     return ProbeResult(

@@ -84,8 +84,9 @@ def _rfc5424(text: str, pri: int) -> SyslogMessage:
         time_ns = _ns(stamp)
     sd, message = _structured_data(m["rest"])
     msg = _SyslogAttrs(pri, "rfc5424", _nil(m["procid"]), _nil(m["msgid"]), sd)
-    return SyslogMessage(time_ns, pri % 8, pri // 8, _nil(m["host"]), _nil(m["app"]), message.removeprefix("\ufeff"),
-                         "rfc5424", msg.attributes())
+    # rsyslog (and other relays of 3164 messages) keep the space that followed the tag.
+    body = message.removeprefix("\ufeff").removeprefix(" ")
+    return SyslogMessage(time_ns, pri % 8, pri // 8, _nil(m["host"]), _nil(m["app"]), body, "rfc5424", msg.attributes())
 
 
 def _structured_data(rest: str) -> tuple[dict[str, str], str]:

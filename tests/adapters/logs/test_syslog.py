@@ -4,7 +4,7 @@ import pytest
 
 from adapters.syslog import InvalidSyslog, parse, syslog_to_arrow
 from tests.adapters.otlp.helpers import NS, context
-from tests.rows import plain_rows
+from tests.rows import check_golden, plain_rows
 
 RECEIVED = 1_796_000_000 * NS  # 2026-11-29
 
@@ -67,3 +67,29 @@ def test_rows_keep_the_good_and_count_the_bad():
         ("evntslog", "notice", 10, "mymachine.example.com"), ("su", "crit", 18, "mymachine"),
     ]
     assert result.outcome.rejected == {"no valid <PRI> at the start": 1}
+
+
+TESTDATA = __import__("pathlib").Path(__file__).parent / "testdata"
+
+
+def octet_frames(stream: bytes) -> list[bytes]:
+    frames = []
+    while stream:
+        length, _, rest = stream.partition(b" ")
+        frames.append(rest[: int(length)])
+        stream = rest[int(length):]
+    return frames
+
+
+def test_recorded_rsyslog_frames_match_golden_rows():
+    ctx = context(1_768_500_000 * NS, source_kind="log")  # 2026-01-15, the recording's day
+    for name, frames in (
+        ("rsyslog_rfc5424_octet", octet_frames((TESTDATA / "rsyslog_rfc5424_octet.bin").read_bytes())),
+        ("rsyslog_rfc3164_newline", (TESTDATA / "rsyslog_rfc3164_newline.bin").read_bytes().splitlines()),
+    ):
+        result = syslog_to_arrow(frames, ctx)
+        assert result.outcome.rejected_count == 0
+        rows = plain_rows(result.table)
+        assert [r["body"] for r in rows] == ["payment failed for order A-7", "retrying gateway call", "order A-7 paid"]
+        assert [r["severity_text"] for r in rows] == ["err", "warning", "info"]
+        check_golden(rows, TESTDATA / f"{name}.expected.json")

@@ -40,7 +40,7 @@ from gateway.spool.spool import Batch, Recovery, Spool, SpoolFull
 from gateway.store.regions import RegionStores
 from gateway.store.writer import TableWriter, WriterSettings
 from gateway.telemetry import Telemetry
-from schema import LOGS, POINTS, TABLES, Table
+from schema import LOGS, POINTS, SPANS, TABLES, Table
 
 NS = 1_000_000_000
 log = logging.getLogger(__name__)
@@ -181,6 +181,8 @@ class IngestPipeline:
         await self._keep(ctx, signal.table, table)
         if signal.table is LOGS and self.log_rules:
             await self._derive_log_metrics(ctx, table)
+        if signal_name == "traces" and self.config.apm.store_spans:
+            await self._store_spans(ctx, request)
         accepted = result.table.num_rows
         self.telemetry.accepted(signal.name, ctx.source_kind, accepted)
         return IngestReport(accepted, result.outcome.rejected_count, result.outcome.message(signal.noun))
@@ -192,6 +194,12 @@ class IngestPipeline:
                 rows = convert_units(rows)
             rows = self.to_delta.apply(rows)
         return self.catalog.enrich(rows)
+
+    async def _store_spans(self, red_ctx: IngestContext, request) -> None:
+        ctx = IngestContext("apm", red_ctx.source_id, uuid.uuid4().hex, red_ctx.received_ns, self.window,
+                            red_ctx.tenant, red_ctx.region)
+        spans = otlp_traces.spans_to_arrow(request, ctx, self.adapter_state.attribute_sets)
+        await self._keep(ctx, SPANS, self.catalog.enrich(spans.table))
 
     async def _derive_log_metrics(self, log_ctx: IngestContext, logs: pa.Table) -> None:
         ctx = IngestContext("log", log_ctx.source_id, uuid.uuid4().hex, log_ctx.received_ns, self.window,

@@ -33,15 +33,16 @@ class SchemaTooNew(Exception):
 
 
 def latest_version() -> int:
-    return max(c.since for t in TABLES for c in t.columns)
+    return max([t.since for t in TABLES] + [c.since for t in TABLES for c in t.columns])
 
 
 def migration(database: str, version: int) -> Migration:
-    if version == 1:
-        return Migration(1, tuple(create_table(database, t) for t in TABLES))
     statements: list[str] = []
     for table in TABLES:
-        statements.extend(add_columns(database, table, version))
+        if table.since == version:
+            statements.append(create_table(database, table, version))
+        elif table.since < version:
+            statements.extend(add_columns(database, table, version))
     return Migration(version, tuple(statements))
 
 

@@ -5,9 +5,10 @@ built in (`schema.arrow`), the ClickHouse DDL and migrations (`schema.ddl`,
 `schema.migrations`) and the column reference (`schema/SCHEMA.md`, regenerated
 by `python -m schema.docs`).
 
-A column's `since` is the migration that introduced it. Migration 1 creates each
-table from the columns with `since == 1`; a later migration N adds the columns
-with `since == N`. So adding a column is one line here with the next number.
+A column's `since` is the migration that introduced it, and so is a table's.
+Migration N creates the tables with `since == N` (with their columns up to N)
+and adds the columns with `since == N` to older tables. So adding a column or
+a table is a definition here with the next number.
 
 Why this layout differs from the OpenTelemetry Collector's ClickHouse exporter
 (otel_metrics_gauge/_sum/_histogram/... and otel_logs):
@@ -77,6 +78,8 @@ class Table:
     indexes: tuple[str, ...] = ()
     settings: tuple[str, ...] = ()
     reasons: tuple[str, ...] = field(default=())
+    # The migration that creates the table; its own columns then have since >= this.
+    since: int = 1
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -196,4 +199,29 @@ LOGS = Table(
     ),
 )
 
-TABLES: tuple[Table, ...] = (POINTS, LOGS)
+SPANS = Table(
+    name="spans",
+    doc="One row per span, kept only when apm.store_spans is on (RED series are always derived).",
+    columns=(
+        Column("time", TIME_NS, "Span start time.", TIME_CODEC, since=3),
+        Column("end_time", TIME_NS, "Span end time.", TIME_CODEC, since=3),
+        Column("duration_ns", UINT64, "end_time - time, in nanoseconds.", ZSTD, since=3),
+        Column("trace_id", TEXT, "Trace id, lowercase hex.", ZSTD, since=3),
+        Column("span_id", TEXT, "Span id, lowercase hex.", ZSTD, since=3),
+        Column("parent_span_id", TEXT, "Parent span id, lowercase hex; empty for a root span.", ZSTD, since=3),
+        Column("name", LABEL, "Span name.", since=3),
+        Column("kind", LABEL, "internal, server, client, producer, consumer or unspecified.", since=3),
+        Column("status_code", LABEL, "unset, ok or error.", since=3),
+        Column("status_message", TEXT, "Status message.", ZSTD, since=3),
+        *(Column(c.name, c.type, c.doc, c.codec, since=3) for c in _PROVENANCE),
+    ),
+    order_by="(tenant, service_name, time)",
+    partition_by="toDate(time)",
+    ttl_column="time",
+    indexes=("INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1",),
+    reasons=("ORDER BY (tenant, service_name, time): span reads are per service over a time range; "
+             "a bloom filter on trace_id finds one trace.",),
+    since=3,
+)
+
+TABLES: tuple[Table, ...] = (POINTS, LOGS, SPANS)

@@ -88,3 +88,26 @@ def test_zipkin_json_becomes_red_series(gateway):
     assert rows[("apm.errors", "/items", "5xx")]["value"] == 1
     code, _, body = post(gateway.http_url, "/api/v2/spans", b"{not json", {"Content-Type": "application/json"})
     assert code == 400 and b"not a valid Zipkin v2 span list" in body
+
+
+def test_spans_are_stored_only_when_configured(start_gateway):
+    gw = start_gateway({"apm": {"store_spans": True}})
+    service = unique("spans")
+    end_ns = time.time_ns() - 2 * NS
+    traces = emit_spans(GrpcSpanExporter(endpoint=gw.grpc_endpoint, insecure=True), service, end_ns)
+    rows = gw.wait_rows(
+        "SELECT trace_id, name, kind, status_code, toString(duration_ns) AS d, attributes['http.route'] AS route "
+        f"FROM telemetry.spans WHERE service_name = '{service}' ORDER BY time", 6)
+    assert len(rows) == 6
+    assert {r["kind"] for r in rows} == {"server", "client"}
+    slow = next(r for r in rows if r["trace_id"] == traces["slow"])
+    assert (slow["name"], slow["d"], slow["route"], slow["status_code"]) == ("POST /pay", str(2 * NS), "/pay", "unset")
+    assert next(r for r in rows if r["trace_id"] == traces["broken"])["status_code"] == "error"
+    assert red(gw, service, 9)[("apm.requests", "/pay", "2xx")]["value"] == 3  # RED series as well
+
+
+def test_spans_are_not_stored_by_default(gateway):
+    service = unique("nospans")
+    emit_spans(GrpcSpanExporter(endpoint=gateway.grpc_endpoint, insecure=True), service, time.time_ns() - 2 * NS)
+    red(gateway, service, 9)
+    assert gateway.rows(f"SELECT count() AS n FROM telemetry.spans WHERE service_name = '{service}'") == [{"n": 0}]

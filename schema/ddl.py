@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from schema.model import Column, Table
+from schema.model import Column, Table, View
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -59,3 +59,8 @@ def set_retention(database: str, table: Table, days: int) -> str:
     if days <= 0:
         return f"ALTER TABLE {target} REMOVE TTL"
     return f"ALTER TABLE {target} MODIFY TTL toDateTime({ident(table.ttl_column)}) + INTERVAL {int(days)} DAY"
+
+
+def create_view(database: str, view: View) -> str:
+    query = view.query.replace("{db}", ident(database))
+    return f"CREATE VIEW IF NOT EXISTS {ident(database)}.{ident(view.name)} AS {query} COMMENT {quote(view.doc)}"

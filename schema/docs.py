@@ -7,7 +7,7 @@ committed file in step with the model.
 from __future__ import annotations
 
 from schema.ddl import TABLE_SETTINGS
-from schema.model import TABLES, Table
+from schema.model import TABLES, VIEWS, Table
 
 
 def render_table(table: Table) -> list[str]:
@@ -31,6 +31,8 @@ def render() -> str:
     ]
     for table in TABLES:
         lines += render_table(table)
+    for view in VIEWS:
+        lines += [f"## view `{view.name}`", "", view.doc, "", f"```sql\n{view.query}\n```", ""]
     return "\n".join(lines)
 
 

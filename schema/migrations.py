@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schema.ddl import add_columns, create_table, ident
-from schema.model import TABLES
+from schema.ddl import add_columns, create_table, create_view, ident
+from schema.model import TABLES, VIEWS
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class SchemaTooNew(Exception):
 
 
 def latest_version() -> int:
-    return max([t.since for t in TABLES] + [c.since for t in TABLES for c in t.columns])
+    return max([t.since for t in TABLES] + [c.since for t in TABLES for c in t.columns] + [v.since for v in VIEWS])
 
 
 def migration(database: str, version: int) -> Migration:
@@ -43,6 +43,7 @@ def migration(database: str, version: int) -> Migration:
             statements.append(create_table(database, table, version))
         elif table.since < version:
             statements.extend(add_columns(database, table, version))
+    statements += [create_view(database, view) for view in VIEWS if view.since == version]
     return Migration(version, tuple(statements))
 
 

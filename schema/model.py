@@ -225,3 +225,39 @@ SPANS = Table(
 )
 
 TABLES: tuple[Table, ...] = (POINTS, LOGS, SPANS)
+
+
+@dataclass(frozen=True)
+class View:
+    """A read-only view over the tables; `{db}` in the query is the database."""
+
+    name: str
+    doc: str
+    query: str
+    since: int
+
+
+PROMETHEUS_HISTOGRAMS = View(
+    name="prometheus_histograms",
+    doc=(
+        "Classic Prometheus histograms assembled at query time from their `_bucket{le}` series "
+        "(stored as components because remote write spreads one histogram over many requests): "
+        "one row per series and timestamp, with the sorted `le` bounds and cumulative counts."
+    ),
+    # Inner aliases differ from column names: ClickHouse resolves a name to an alias first.
+    query=(
+        "SELECT tenant, region, service_name, resource_attributes, family AS metric_name, labels AS attributes, "
+        "time, le_bounds, cumulative_counts FROM ("
+        "SELECT tenant, region, service_name, resource_attributes, "
+        "substring(metric_name, 1, length(metric_name) - 7) AS family, "
+        "mapFilter((k, v) -> k != 'le', attributes) AS labels, time, "
+        "arraySort(groupArray(toFloat64(attributes['le']))) AS le_bounds, "
+        "arrayMap(x -> x.2, arraySort(groupArray((toFloat64(attributes['le']), value)))) AS cumulative_counts "
+        "FROM {db}.metric_points "
+        "WHERE endsWith(metric_name, '_bucket') AND mapContains(attributes, 'le') AND point_flags = 0 "
+        "GROUP BY tenant, region, service_name, resource_attributes, family, labels, time)"
+    ),
+    since=4,
+)
+
+VIEWS: tuple[View, ...] = (PROMETHEUS_HISTOGRAMS,)

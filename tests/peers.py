@@ -71,9 +71,11 @@ def blackbox_exporter(workdir: Path) -> tuple[Peer, int]:
 
 def prometheus(workdir: Path, scrape_targets: dict[str, list[str]], remote_write_url: str | None) -> tuple[Peer, int]:
     port = free_port()
+    own = f"127.0.0.1:{port}"  # "SELF" in a target list: Prometheus scraping itself
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": targets}]} for job, targets in scrape_targets.items()],
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [own if t == "SELF" else t for t in targets]}]}
+                           for job, targets in scrape_targets.items()],
     }
     if remote_write_url:
         config["remote_write"] = [{

@@ -1,8 +1,8 @@
 """Zipkin v2 JSON spans (POST /api/v2/spans) to span facts for the RED series.
 
 Zipkin times are microseconds. A span counts when its kind is SERVER or
-CONSUMER, or when it has no kind and no parent. Errors: an `error` tag, or an
-`http.status_code` tag of 5xx.
+CONSUMER, or when it has no kind and no parent. Errors: an `error` tag, an
+`otel.status_code` of ERROR, or an HTTP status tag of 5xx.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import json
 from adapters.apm.red import SpanFact, is_error, status_class
 
 US = 1_000
+# Zipkin instrumentations tag `http.status_code`; OpenTelemetry's Zipkin exporter the current name.
+HTTP_STATUS_TAGS = ("http.status_code", "http.response.status_code")
 
 
 class InvalidSpans(ValueError):
@@ -47,8 +49,9 @@ def _fact(span: dict) -> SpanFact | None:
     if kind not in ("SERVER", "CONSUMER") and not (kind is None and not span.get("parentId")):
         return None
     tags = span.get("tags") or {}
-    http = str(tags["http.status_code"]) if "http.status_code" in tags else None
-    failed = "error" in tags
+    status_tag = next((k for k in HTTP_STATUS_TAGS if k in tags), None)
+    http = str(tags[status_tag]) if status_tag else None
+    failed = "error" in tags or tags.get("otel.status_code") == "ERROR"
     start = int(span["timestamp"]) * US
     trace_id = str(span["traceId"]).lower()
     bytes.fromhex(trace_id)  # must be hex

@@ -12,8 +12,8 @@
   with the family's unit and help. A remote-write request does not carry a
   histogram's series together (Prometheus shards and batches by series), so
   assembling them per request would produce partial histograms; components
-  are exact and can be assembled at query time (group by time and the labels
-  other than `le`).
+  are exact, and the `prometheus_histograms` view (schema migration 4)
+  assembles them at query time, across requests.
 * `job` and `instance` become the resource attributes `service.name` and
   `service.instance.id`; other labels are point attributes. Names stay as
   Prometheus spells them; the unit comes from metadata or a known suffix.

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+from opentelemetry.exporter.zipkin.json import ZipkinExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -70,22 +70,20 @@ def test_sdk_spans_become_red_series(gateway, kind):
     assert rows[("apm.errors", "/pay", "5xx")]["ex"] == [traces["broken"]]
 
 
-def test_zipkin_json_becomes_red_series(gateway):
+def test_the_real_zipkin_exporter_becomes_red_series(gateway):
+    """The OpenTelemetry Zipkin JSON exporter (Zipkin v2) posts to /api/v2/spans."""
     service = unique("zipkin")
-    start_us = (time.time_ns() // 1000) - 5_000_000
-    spans = [
-        {"traceId": "463ac35c9f6413ad48485a3953bb6124", "id": "a2fb4a1d1a96d312", "kind": "SERVER", "name": "get /items",
-         "timestamp": start_us, "duration": 40_000, "localEndpoint": {"serviceName": service},
-         "tags": {"http.route": "/items", "http.status_code": "200"}},
-        {"traceId": "463ac35c9f6413ad48485a3953bb6125", "id": "a2fb4a1d1a96d313", "kind": "SERVER", "name": "get /items",
-         "timestamp": start_us, "duration": 90_000, "localEndpoint": {"serviceName": service},
-         "tags": {"http.route": "/items", "http.status_code": "502", "error": "bad gateway"}},
-    ]
-    code, _, body = post(gateway.http_url, "/api/v2/spans", json.dumps(spans).encode(), {"Content-Type": "application/json"})
-    assert code == 202, body
-    rows = red(gateway, service, 6)
-    assert rows[("apm.requests", "/items", "2xx")]["value"] == 1
-    assert rows[("apm.errors", "/items", "5xx")]["value"] == 1
+    end_ns = (time.time_ns() // (10 * NS)) * (10 * NS) - 3 * NS
+    exporter = ZipkinExporter(endpoint=gateway.http_url + "/api/v2/spans")
+    traces = emit_spans(exporter, service, end_ns)
+    rows = red(gateway, service, 9)
+    assert rows[("apm.requests", "/pay", "2xx")]["value"] == 3
+    assert rows[("apm.errors", "/pay", "5xx")]["value"] == 1
+    assert rows[("apm.requests", "/cart", "4xx")]["value"] == 1
+    assert rows[("apm.request.duration", "/pay", "2xx")]["ex"] == [traces["slow"]]
+
+
+def test_zipkin_garbage_is_a_400(gateway):
     code, _, body = post(gateway.http_url, "/api/v2/spans", b"{not json", {"Content-Type": "application/json"})
     assert code == 400 and b"not a valid Zipkin v2 span list" in body
 

@@ -45,7 +45,8 @@ def same_number(a: str, b: str) -> bool:
 
 def test_stored_series_match_what_prometheus_holds(gateway, tmp_path):
     exporter, exporter_port = node_exporter(tmp_path)
-    prom, prom_port = prometheus(tmp_path, {"node": [f"127.0.0.1:{exporter_port}"]}, gateway.http_url + "/api/v1/write")
+    prom, prom_port = prometheus(tmp_path, {"node": [f"127.0.0.1:{exporter_port}"], "prometheus": ["SELF"]},
+                                 gateway.http_url + "/api/v1/write")
     try:
         time.sleep(12)
         at = time.time() - 3  # remote write may still be sending the newest samples
@@ -78,6 +79,19 @@ def test_stored_series_match_what_prometheus_holds(gateway, tmp_path):
             {"metric_name": "node_cpu_seconds_total", "kind": "sum", "unit": "s", "mono": True},
             {"metric_name": "node_memory_MemTotal_bytes", "kind": "gauge", "unit": "By", "mono": False},
         ]
+        # Prometheus's own request histogram, assembled by the prometheus_histograms view,
+        # equals the buckets Prometheus holds at the same instant.
+        [hist] = gateway.rows(
+            "SELECT toString(toUnixTimestamp64Milli(time)) AS ms, toString(le_bounds) AS le, cumulative_counts AS c "
+            "FROM telemetry.prometheus_histograms WHERE metric_name = 'prometheus_http_request_duration_seconds' "
+            "AND attributes['handler'] = '/metrics' AND time <= fromUnixTimestamp64Milli("
+            f"{round(at * 1000)}) ORDER BY time DESC LIMIT 1")
+        buckets = prometheus_samples(prom_port, 'prometheus_http_request_duration_seconds_bucket{handler="/metrics"}', window, at)
+        by_le = {dict(labels)["le"]: dict(samples)[int(hist["ms"])] for labels, samples in buckets.items()}
+        ordered = sorted(by_le.items(), key=lambda kv: float(kv[0]))
+        assert hist["le"] == "[" + ",".join("inf" if le == "+Inf" else str(float(le)).rstrip("0").rstrip(".")
+                                            for le, _ in ordered) + "]"
+        assert hist["c"] == [int(float(v)) for _, v in ordered]
     finally:
         prom.stop()
         exporter.stop()

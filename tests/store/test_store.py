@@ -134,3 +134,30 @@ def test_an_older_store_is_migrated_forward(make_store):
     old.open()
     assert old.schema_version() == latest_version() >= 2
     assert "exemplar_trace_ids" in old.execute(f"SHOW CREATE TABLE `{old.database}`.metric_points").decode()
+
+
+def test_prometheus_histograms_are_assembled_at_query_time(store):
+    from adapters.prometheus.prompb import Label, WriteRequest
+    from adapters.prometheus.remote_write import PrometheusMetadata, remote_write_to_arrow
+
+    now_ms = NOW // 1_000_000 - 5000
+    # Buckets arrive in two requests, out of order, as Prometheus shards them.
+    for part in ((("0.5", 7.0), ("+Inf", 10.0)), (("0.1", 3.0),)):
+        request = WriteRequest()
+        for le, value in part:
+            series = request.timeseries.add()
+            for name, text in (("__name__", "req_seconds_bucket"), ("job", "api"), ("route", "/pay"), ("le", le)):
+                series.labels.append(Label(name=name.encode(), value=text.encode()).SerializeToString())
+            series.samples.add(value=value, timestamp=now_ms)
+        table = remote_write_to_arrow(request, context(NOW, source_kind="remote_write"), PrometheusMetadata()).table
+        store.insert(POINTS, table, uuid_token(le))
+    rows = rows_of(store, f"SELECT metric_name, attributes, toString(le_bounds) AS le, cumulative_counts, service_name "
+                          f"FROM `{store.database}`.prometheus_histograms")
+    assert rows == [{"metric_name": "req_seconds", "attributes": {"route": "/pay"}, "le": "[0.1,0.5,inf]",
+                     "cumulative_counts": [3, 7, 10], "service_name": "api"}]
+
+
+def uuid_token(seed: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(seed.encode()).hexdigest()[:32]

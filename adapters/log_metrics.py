@@ -15,14 +15,13 @@ combined log format, with an optional trailing request time) and
 
 from __future__ import annotations
 
-import bisect
 import re
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from adapters.apm.red import DURATION_BOUNDS
+from adapters.histogram import DurationHistogram
 from adapters.base import AdaptResult, IngestContext, Outcome
 from adapters.points import PointRows
 
@@ -58,9 +57,7 @@ class LogMetricRule:
 class _Cell:
     count: int = 0
     total: float = 0.0
-    buckets: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BOUNDS) + 1))
-    durations: int = 0
-    duration_sum: float = 0.0
+    durations: DurationHistogram = field(default_factory=DurationHistogram)
 
 
 def _labels(rule: LogMetricRule, groups: dict[str, str], severity: str) -> tuple[tuple[str, str], ...]:
@@ -113,10 +110,7 @@ def _count(cell: _Cell, rule: LogMetricRule, groups: dict[str, str]) -> None:
         cell.total += float(value)
     duration = groups.get(rule.duration) if rule.duration else None
     if duration and duration.replace(".", "", 1).isdigit():
-        seconds = float(duration) * rule.duration_scale
-        cell.buckets[bisect.bisect_left(DURATION_BOUNDS, seconds)] += 1
-        cell.durations += 1
-        cell.duration_sum += seconds
+        cell.durations.observe(float(duration) * rule.duration_scale)
 
 
 def _emit(rows: PointRows, rule: LogMetricRule, service: str, labels: dict[str, str], start: int, end: int, cell: _Cell) -> None:
@@ -126,6 +120,5 @@ def _emit(rows: PointRows, rule: LogMetricRule, service: str, labels: dict[str, 
     if rule.sum:
         rows.add(name=f"{rule.name}.{rule.sum}", kind="sum", monotonic=True, value=cell.total,
                  unit="By" if rule.sum == "bytes" else "", **common)
-    if rule.duration and cell.durations:
-        rows.add(name=f"{rule.name}.duration", kind="histogram", unit="s", count=cell.durations,
-                 sum_=cell.duration_sum, bounds=DURATION_BOUNDS, bucket_counts=cell.buckets, **common)
+    if rule.duration and cell.durations.count:
+        rows.add(name=f"{rule.name}.duration", unit="s", **cell.durations.point(), **common)

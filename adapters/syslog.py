@@ -83,10 +83,10 @@ def _rfc5424(text: str, pri: int) -> SyslogMessage:
             raise InvalidSyslog(f"bad RFC 5424 timestamp {m['ts'][:40]!r}") from None
         time_ns = _ns(stamp)
     sd, message = _structured_data(m["rest"])
-    msg = _SyslogAttrs(pri, "rfc5424", _nil(m["procid"]), _nil(m["msgid"]), sd)
+    attributes = _attributes(pri, "rfc5424", _nil(m["procid"]), _nil(m["msgid"]), sd)
     # rsyslog (and other relays of 3164 messages) keep the space that followed the tag.
     body = message.removeprefix("\ufeff").removeprefix(" ")
-    return SyslogMessage(time_ns, pri % 8, pri // 8, _nil(m["host"]), _nil(m["app"]), body, "rfc5424", msg.attributes())
+    return SyslogMessage(time_ns, pri % 8, pri // 8, _nil(m["host"]), _nil(m["app"]), body, "rfc5424", attributes)
 
 
 def _structured_data(rest: str) -> tuple[dict[str, str], str]:
@@ -120,30 +120,22 @@ def _rfc3164(text: str, pri: int, received_ns: int) -> SyslogMessage:
         raise InvalidSyslog(f"bad RFC 3164 date {m['mon']} {m['day']} {m['time']}") from None
     if _ns(stamp) > received_ns + 86400 * 10**9:
         stamp = stamp.replace(year=received.year - 1)
-    attrs = _SyslogAttrs(pri, "rfc3164", m["pid"] or "", "", {})
-    return SyslogMessage(_ns(stamp), pri % 8, pri // 8, m["host"], m["tag"], m["msg"], "rfc3164", attrs.attributes())
+    attributes = _attributes(pri, "rfc3164", m["pid"] or "", "", {})
+    return SyslogMessage(_ns(stamp), pri % 8, pri // 8, m["host"], m["tag"], m["msg"], "rfc3164", attributes)
 
 
 def _ns(stamp: datetime) -> int:
     return int(stamp.timestamp()) * 10**9 + stamp.microsecond * 1000
 
 
-@dataclass
-class _SyslogAttrs:
-    pri: int
-    fmt: str
-    procid: str
-    msgid: str
-    sd: dict[str, str]
-
-    def attributes(self) -> dict[str, str]:
-        out = {"syslog.facility": FACILITIES[self.pri // 8], "syslog.format": self.fmt}
-        if self.procid:
-            out["syslog.procid"] = self.procid
-        if self.msgid:
-            out["syslog.msgid"] = self.msgid
-        out.update({f"syslog.sd.{k}": v for k, v in self.sd.items()})
-        return out
+def _attributes(pri: int, fmt: str, procid: str, msgid: str, sd: dict[str, str]) -> dict[str, str]:
+    out = {"syslog.facility": FACILITIES[pri // 8], "syslog.format": fmt}
+    if procid:
+        out["syslog.procid"] = procid
+    if msgid:
+        out["syslog.msgid"] = msgid
+    out.update({f"syslog.sd.{k}": v for k, v in sd.items()})
+    return out
 
 
 def syslog_to_arrow(messages: list[bytes], ctx: IngestContext) -> AdaptResult:

@@ -8,7 +8,6 @@
         ├── BadRequest            malformed, wrong type, undecodable
         ├── PayloadTooLarge       over the size limit, after decompression
         ├── UnsupportedMediaType  Content-Type or Content-Encoding we do not read
-        ├── NotAccepted           a signal this gateway does not take (yet)
         ├── StoreRejected         the store refused the data itself
         └── QueryRefused          a SQL text the read path will not run
 
@@ -50,10 +49,6 @@ class PayloadTooLarge(PermanentError):
 
 
 class UnsupportedMediaType(PermanentError):
-    pass
-
-
-class NotAccepted(PermanentError):
     pass
 
 

@@ -21,13 +21,12 @@ Spans themselves are not stored.
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 
 from adapters.base import AdaptResult, IngestContext, Outcome
+from adapters.histogram import DurationHistogram
 from adapters.points import PointRows
 
-DURATION_BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
 OVERFLOW = "__overflow__"
 SERVER, CONSUMER = 2, 5
 STATUS_ERROR = 2
@@ -60,10 +59,7 @@ def is_error(http_status: str | None, span_error: bool) -> bool:
 class _Cell:
     count: int = 0
     errors: int = 0
-    buckets: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BOUNDS) + 1))
-    total_s: float = 0.0
-    min_s: float = float("inf")
-    max_s: float = 0.0
+    durations: DurationHistogram = field(default_factory=DurationHistogram)
     slowest: tuple[float, str] = (-1.0, "")
     error_traces: list[str] = field(default_factory=list)
 
@@ -101,9 +97,7 @@ def red_rows(facts: list[SpanFact], ctx: IngestContext, limiter: SeriesLimiter, 
         seconds = (f.end_ns - f.start_ns) / 1e9
         cell.count += 1
         cell.errors += f.error
-        cell.buckets[bisect.bisect_left(DURATION_BOUNDS, seconds)] += 1
-        cell.total_s += seconds
-        cell.min_s, cell.max_s = min(cell.min_s, seconds), max(cell.max_s, seconds)
+        cell.durations.observe(seconds)
         if seconds > cell.slowest[0]:
             cell.slowest = (seconds, f.trace_id)
         if f.error and len(cell.error_traces) < 2:
@@ -126,7 +120,6 @@ def _add_cell(rows: PointRows, service: str, operation: str, status: str, start:
         rows.add(name=name, kind="sum", monotonic=True, value=float(value), unit="{request}", **common)
         if overflow:
             rows.flag(len(rows) - 1, "cardinality_overflow")
-    rows.add(name="apm.request.duration", kind="histogram", unit="s", count=cell.count, sum_=cell.total_s,
-             bounds=DURATION_BOUNDS, bucket_counts=cell.buckets, min_=cell.min_s, max_=cell.max_s, **common)
+    rows.add(name="apm.request.duration", unit="s", **cell.durations.point(), **common)
     if overflow:
         rows.flag(len(rows) - 1, "cardinality_overflow")

@@ -8,23 +8,18 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from gateway.pipeline import IngestReport
 
+RESPONSES = {  # signal -> (response message, partial_success field counting refused items)
+    "metrics": (ExportMetricsServiceResponse, "rejected_data_points"),
+    "logs": (ExportLogsServiceResponse, "rejected_log_records"),
+    "traces": (ExportTraceServiceResponse, "rejected_spans"),
+}
+
 
 def export_response(signal: str, report: IngestReport):
     """Full success leaves partial_success unset; a warning has rejected = 0 and a message."""
-    if signal == "metrics":
-        message = ExportMetricsServiceResponse()
-        if report.message:
-            message.partial_success.rejected_data_points = report.rejected
-            message.partial_success.error_message = report.message
-        return message
-    if signal == "traces":
-        message = ExportTraceServiceResponse()
-        if report.message:
-            message.partial_success.rejected_spans = report.rejected
-            message.partial_success.error_message = report.message
-        return message
-    message = ExportLogsServiceResponse()
+    message_class, rejected_field = RESPONSES[signal]
+    message = message_class()
     if report.message:
-        message.partial_success.rejected_log_records = report.rejected
+        setattr(message.partial_success, rejected_field, report.rejected)
         message.partial_success.error_message = report.message
     return message

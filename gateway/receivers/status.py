@@ -18,7 +18,6 @@ GRPC_CODES: dict[type[errors.GatewayError], grpc.StatusCode] = {
     errors.BadRequest: grpc.StatusCode.INVALID_ARGUMENT,  # Not retryable
     errors.PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,  # Not retryable (no RetryInfo)
     errors.UnsupportedMediaType: grpc.StatusCode.INVALID_ARGUMENT,  # Not retryable
-    errors.NotAccepted: grpc.StatusCode.UNIMPLEMENTED,  # Not retryable
     errors.StoreRejected: grpc.StatusCode.INTERNAL,  # Not retryable
     errors.QueryRefused: grpc.StatusCode.PERMISSION_DENIED,  # Not retryable
 }
@@ -29,7 +28,6 @@ HTTP_STATUSES: dict[type[errors.GatewayError], int] = {
     errors.BadRequest: 400,  # Not retryable
     errors.PayloadTooLarge: 413,  # Not retryable
     errors.UnsupportedMediaType: 415,  # Not retryable
-    errors.NotAccepted: 501,  # Not retryable
     errors.StoreRejected: 500,  # Not retryable
     errors.QueryRefused: 403,  # Not retryable
 }

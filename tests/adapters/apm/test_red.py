@@ -3,7 +3,8 @@ from __future__ import annotations
 import json
 
 from adapters.apm import zipkin
-from adapters.apm.red import DURATION_BOUNDS, OVERFLOW, SeriesLimiter, SpanFact, red_rows
+from adapters.apm.red import OVERFLOW, SeriesLimiter, SpanFact, red_rows
+from adapters.histogram import DURATION_BOUNDS
 from tests.adapters.otlp.helpers import NS, context
 from tests.rows import plain_rows
 

@@ -206,7 +206,7 @@ class ApmConfig(Model):
     # Distinct (service, operation, status class) keys; more fold into __overflow__.
     max_series: int = Field(2000, gt=0)
     window: Seconds = 10.0
-    # Also keep every OTLP span in the `spans` table (RED series are always derived).
+    # Also keep every span (OTLP, Zipkin) in the `spans` table (RED series are always derived).
     store_spans: bool = False
 
 

@@ -94,6 +94,10 @@ SIGNALS = {
 }
 
 
+# Signals whose spans are kept in the `spans` table when apm.store_spans is on.
+SPAN_SOURCES = {"traces": otlp_traces.spans_to_arrow, "zipkin": zipkin.spans_to_arrow}
+
+
 @dataclass(frozen=True)
 class IngestReport:
     accepted: int
@@ -181,8 +185,8 @@ class IngestPipeline:
         await self._keep(ctx, signal.table, table)
         if signal.table is LOGS and self.log_rules:
             await self._derive_log_metrics(ctx, table)
-        if signal_name == "traces" and self.config.apm.store_spans:
-            await self._store_spans(ctx, request)
+        if signal_name in SPAN_SOURCES and self.config.apm.store_spans:
+            await self._store_spans(ctx, SPAN_SOURCES[signal_name], request)
         accepted = result.table.num_rows
         self.telemetry.accepted(signal.name, ctx.source_kind, accepted)
         return IngestReport(accepted, result.outcome.rejected_count, result.outcome.message(signal.noun))
@@ -195,10 +199,10 @@ class IngestPipeline:
             rows = self.to_delta.apply(rows)
         return self.catalog.enrich(rows)
 
-    async def _store_spans(self, red_ctx: IngestContext, request) -> None:
+    async def _store_spans(self, red_ctx: IngestContext, to_rows, request) -> None:
         ctx = IngestContext("apm", red_ctx.source_id, uuid.uuid4().hex, red_ctx.received_ns, self.window,
                             red_ctx.tenant, red_ctx.region)
-        spans = otlp_traces.spans_to_arrow(request, ctx, self.adapter_state.attribute_sets)
+        spans = to_rows(request, ctx, self.adapter_state.attribute_sets)
         await self._keep(ctx, SPANS, self.catalog.enrich(spans.table))
 
     async def _derive_log_metrics(self, log_ctx: IngestContext, logs: pa.Table) -> None:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pyarrow as pa
-
 from adapters.apm.red import CONSUMER, SERVER, STATUS_ERROR, SpanFact, is_error, status_class
+from adapters.apm.spanrows import SpanRows
 from adapters.base import AdaptResult, IngestContext, Outcome
-from adapters.columns import apply_rejections, flags_column, provenance_columns, time_array, times, window_masks
 from adapters.otlp import wire
 from adapters.otlp.attributes import AttributeSets, InvalidAttributes, service_name
-from schema import SPANS, arrow_schema
 
 decode_request = wire.TracesRequest.FromString
 HTTP_STATUS_KEYS = ("http.response.status_code", "http.status_code")
@@ -61,17 +57,12 @@ def span_facts(request, sets: AttributeSets) -> tuple[list[SpanFact], int]:
 
 KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 STATUS = {0: "unset", 1: "ok", 2: "error"}
-SPANS_SCHEMA = arrow_schema(SPANS)
 
 
 def spans_to_arrow(request, ctx: IngestContext, sets: AttributeSets) -> AdaptResult:
     """Every span as a row of `spans` (only when apm.store_spans is on)."""
     outcome = Outcome()
-    cols: dict[str, list] = {name: [] for name in (
-        "time", "end_time", "trace_id", "span_id", "parent_span_id", "name", "kind", "status_code",
-        "status_message", "scope_name", "scope_version")}
-    attr_ids: list[int] = []
-    resource_ids: list[int] = []
+    rows = SpanRows(sets)
     for rs in request.resource_spans:
         try:
             resource = sets.id_of(tuple(rs.resource.attributes))
@@ -81,32 +72,13 @@ def spans_to_arrow(request, ctx: IngestContext, sets: AttributeSets) -> AdaptRes
         for ss in rs.scope_spans:
             for span in ss.spans:
                 try:
-                    row = _span_row(span, ss.scope)
-                    attr_id = sets.id_of(tuple(span.attributes))
+                    text = _span_text(span, ss.scope)
+                    attributes = sets.id_of(tuple(span.attributes))
                 except (InvalidAttributes, UnicodeDecodeError, ValueError) as exc:
                     outcome.reject(f"span not stored: {type(exc).__name__}")
                     continue
-                for name, value in zip(cols, row):
-                    cols[name].append(value)
-                attr_ids.append(attr_id)
-                resource_ids.append(resource)
-    n = len(attr_ids)
-    if n == 0:
-        return AdaptResult(SPANS_SCHEMA.empty_table(), outcome)
-    start, end = times(cols.pop("time")), times(cols.pop("end_time"))
-    keep = apply_rejections(n, window_masks(start, ctx.window, ctx.received_ns, "span start"), outcome)
-    attributes, _ = sets.map_column(attr_ids)
-    resources, _ = sets.map_column(resource_ids)
-    services = [service_name(sets.keys[r], sets.values[r]) for r in resource_ids]
-    arrays = {
-        "time": time_array(start), "end_time": time_array(end),
-        "duration_ns": pa.array(np.where(end > start, end - start, 0).astype(np.uint64)),
-        "attributes": attributes, "resource_attributes": resources, "service_name": pa.array(services, pa.string()),
-        "quality_flags": flags_column(n, {}), **provenance_columns(ctx, n),
-        **{name: pa.array(values, pa.string()) for name, values in cols.items()},
-    }
-    table = pa.Table.from_arrays([arrays[f.name] for f in SPANS_SCHEMA], schema=SPANS_SCHEMA)
-    return AdaptResult(table if keep.all() else table.filter(pa.array(keep)), outcome)
+                rows.add(span.start_time_unix_nano, span.end_time_unix_nano, text, attributes, resource)
+    return rows.finish(ctx, outcome)
 
 
 def _id(raw: bytes, size: int, what: str) -> str:
@@ -115,10 +87,9 @@ def _id(raw: bytes, size: int, what: str) -> str:
     return raw.hex()
 
 
-def _span_row(span, scope) -> tuple:
+def _span_text(span, scope) -> tuple[str, ...]:
     return (
-        span.start_time_unix_nano, span.end_time_unix_nano, _id(span.trace_id, 16, "trace_id"),
-        _id(span.span_id, 8, "span_id"), _id(span.parent_span_id, 8, "parent_span_id"), span.name.decode("utf-8"),
-        KINDS.get(span.kind, "unspecified"), STATUS.get(span.status.code, "unset"), span.status.message.decode("utf-8"),
-        scope.name.decode("utf-8"), scope.version.decode("utf-8"),
+        _id(span.trace_id, 16, "trace_id"), _id(span.span_id, 8, "span_id"), _id(span.parent_span_id, 8, "parent_span_id"),
+        span.name.decode("utf-8"), KINDS.get(span.kind, "unspecified"), STATUS.get(span.status.code, "unset"),
+        span.status.message.decode("utf-8"), scope.name.decode("utf-8"), scope.version.decode("utf-8"),
     )

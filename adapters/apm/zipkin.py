@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 
 from adapters.apm.red import SpanFact, is_error, status_class
+from adapters.apm.spanrows import SpanRows
+from adapters.base import AdaptResult, IngestContext, Outcome
+from adapters.otlp.attributes import AttributeSets
 
 US = 1_000
 # Zipkin instrumentations tag `http.status_code`; OpenTelemetry's Zipkin exporter the current name.
@@ -59,3 +62,29 @@ def _fact(span: dict) -> SpanFact | None:
     operation = tags.get("http.route") or span.get("name") or "unknown"
     return SpanFact(service, operation, status_class(http, failed), is_error(http, failed),
                     start, start + int(span.get("duration", 0)) * US, trace_id)
+
+
+KINDS = {"SERVER": "server", "CLIENT": "client", "PRODUCER": "producer", "CONSUMER": "consumer"}
+
+
+def spans_to_arrow(spans: list, ctx: IngestContext, sets: AttributeSets) -> AdaptResult:
+    """Every Zipkin span as a row of `spans` (only when apm.store_spans is on); tags become attributes."""
+    outcome = Outcome()
+    rows = SpanRows(sets)
+    for span in spans:
+        try:
+            tags = {str(k): str(v) for k, v in (span.get("tags") or {}).items()}
+            start = int(span["timestamp"]) * US
+            ids = [str(span.get(key) or "").lower() for key in ("traceId", "id", "parentId")]
+            for value in ids:
+                bytes.fromhex(value)
+            service = (span.get("localEndpoint") or {}).get("serviceName") or "unknown_service"
+            failed = "error" in tags or tags.get("otel.status_code") == "ERROR"
+            text = (*ids, str(span.get("name") or ""), KINDS.get(span.get("kind"), "unspecified"),
+                    "error" if failed else "unset", tags.get("error", ""), "zipkin", "")
+        except (KeyError, TypeError, ValueError, AttributeError):
+            outcome.reject("span not stored: not a valid Zipkin v2 span")
+            continue
+        rows.add(start, start + int(span.get("duration", 0)) * US, text,
+                 sets.id_of_labels(tags), sets.id_of_labels({"service.name": service}))
+    return rows.finish(ctx, outcome)

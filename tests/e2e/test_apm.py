@@ -104,6 +104,19 @@ def test_spans_are_stored_only_when_configured(start_gateway):
     assert red(gw, service, 9)[("apm.requests", "/pay", "2xx")]["value"] == 3  # RED series as well
 
 
+def test_zipkin_spans_are_stored_too_when_configured(start_gateway):
+    gw = start_gateway({"apm": {"store_spans": True}})
+    service = unique("zipkin_spans")
+    traces = emit_spans(ZipkinExporter(endpoint=gw.http_url + "/api/v2/spans"), service, time.time_ns() - 2 * NS)
+    rows = gw.wait_rows(
+        "SELECT trace_id, kind, status_code, toString(duration_ns) AS d, attributes['http.route'] AS route, scope_name "
+        f"FROM telemetry.spans WHERE service_name = '{service}' ORDER BY time", 6)
+    assert len(rows) == 6 and {r["kind"] for r in rows} == {"server", "client"} and {r["scope_name"] for r in rows} == {"zipkin"}
+    slow = next(r for r in rows if r["trace_id"] == traces["slow"])
+    assert (slow["d"], slow["route"], slow["status_code"]) == (str(2 * NS), "/pay", "unset")
+    assert next(r for r in rows if r["trace_id"] == traces["broken"])["status_code"] == "error"
+
+
 def test_spans_are_not_stored_by_default(gateway):
     service = unique("nospans")
     emit_spans(GrpcSpanExporter(endpoint=gateway.grpc_endpoint, insecure=True), service, time.time_ns() - 2 * NS)

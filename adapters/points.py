@@ -61,18 +61,10 @@ class PointRows:
     def __len__(self) -> int:
         return len(self.attrs) + len(self.light["series"])
 
-    def series(self, *, name: str, kind: str, attributes: dict[str, str], resource: dict[str, str],
-               temporality: str = "unspecified", monotonic: bool = False, unit: str = "", description: str = "",
-               scope: tuple[str, str] = ("", "")) -> int:
-        """Register a series for `value()`; returns its handle."""
-        self.series_info.append((name, description, unit, kind, temporality, *scope, monotonic,
-                                 self.labels.id_of_labels(attributes), self.labels.id_of_labels(resource)))
-        return len(self.series_info) - 1
-
     def series_of_sets(self, *, name: str, kind: str, attributes_id: int, resource_id: int,
                        temporality: str = "unspecified", monotonic: bool = False, unit: str = "",
                        description: str = "", scope: tuple[str, str] = ("", "")) -> int:
-        """`series()` with label sets already registered in `self.labels`."""
+        """Register a series for `value()`, its label sets already in `self.labels`; returns its handle."""
         self.series_info.append((name, description, unit, kind, temporality, *scope, monotonic, attributes_id, resource_id))
         return len(self.series_info) - 1
 

@@ -260,9 +260,6 @@ class IngestPipeline:
         await asyncio.to_thread(self.dead_letters.remove, dead_letter_id)
         return batch_id
 
-    def pending_rows(self) -> int:
-        return sum(w.pending_rows for w in self.writers.values())
-
     async def drain(self) -> None:
         """Store what is queued within the drain timeout (runs while receivers drain)."""
         timeout = self.config.shutdown.drain_timeout

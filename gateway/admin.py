@@ -14,13 +14,16 @@ import asyncio
 import hmac
 import json
 import logging
+import uuid
 
 from aiohttp import web
 
-from gateway.config import AdminConfig
+from gateway.config import AdminConfig, QueryConfig
 from gateway.errors import GatewayError, QueryRefused
 from gateway.pipeline import IngestPipeline
 from gateway.receivers import status
+from gateway.store.base import RegionStore
+from gateway.store.reads import ReadLimits
 from gateway.store.regions import RegionStores
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,9 @@ class AdminServer:
         self.telemetry = pipeline.telemetry
         self._token = token
         self._runner: web.AppRunner | None = None
+        self.limits = read_limits(config.query)
+        self._read_slots = asyncio.Semaphore(config.query.max_concurrent)
+        self._reads: dict[str, RegionStore] = {}  # marker -> store, while the read runs
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1024 * 1024)
@@ -46,12 +52,18 @@ class AdminServer:
         return app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        # handler_cancellation: a client that goes away cancels its handler, and so its read.
+        self._runner = web.AppRunner(self.app(), access_log=None, handler_cancellation=True)
         await self._runner.setup()
         host, port = self.config.endpoint.rsplit(":", 1)
         await web.TCPSite(self._runner, host.strip("[]"), int(port)).start()
 
+    async def cancel_reads(self) -> None:
+        """Kill every running read (at shutdown: a read must not hold the process)."""
+        await asyncio.gather(*(self._cancel(marker) for marker in list(self._reads)))
+
     async def shutdown(self) -> None:
+        await self.cancel_reads()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -66,6 +78,7 @@ class AdminServer:
                 await asyncio.wait_for(asyncio.to_thread(store.ping), 5)
             except Exception as exc:  # any failure means not ready; say which region
                 problems.append(f"{store.region}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        problems += self.pipeline.health()
         if problems or not self.stores.stores:
             return web.Response(status=503, text="not ready\n" + "\n".join(problems) + "\n")
         return web.Response(text="ready\n")
@@ -103,20 +116,51 @@ class AdminServer:
         try:
             body = json.loads(await request.read())
             sql, region, fmt = body["sql"], body.get("region") or "default", body.get("format") or "PrettyCompact"
+            if not all(isinstance(v, str) for v in (sql, region, fmt)):
+                raise TypeError
         except (ValueError, KeyError, TypeError):
             return web.Response(status=400, text='body must be JSON {"sql": ..., "region": ..., "format": ...}\n')
         try:
-            out = await asyncio.to_thread(run_read, self.stores, region, sql, fmt)
+            async with self._read_slots:
+                out = await self._read(region, sql, fmt)
         except GatewayError as exc:
             return web.Response(status=status.http_status(exc), text=f"{exc}\n")
         return web.Response(body=out, content_type="application/octet-stream")
 
+    async def _read(self, region: str, sql: str, fmt: str) -> bytes:
+        store = pick_store(self.stores, region, fmt)
+        marker = f"read-{uuid.uuid4().hex}"
+        self._reads[marker] = store
+        try:
+            return await asyncio.to_thread(run_read, store, sql, fmt, self.limits, marker)
+        except asyncio.CancelledError:
+            await self._cancel(marker)
+            raise
+        finally:
+            self._reads.pop(marker, None)
 
-def run_read(stores: RegionStores, region: str, sql: str, fmt: str) -> bytes:
-    """Guard and run one read statement on a region; shared by the API and the CLI."""
+    async def _cancel(self, marker: str) -> None:
+        store = self._reads.get(marker)
+        if store is None:
+            return
+        try:
+            await asyncio.to_thread(store.cancel, marker)
+        except GatewayError as exc:
+            log.warning("could not cancel read %s: %s", marker, exc)
+
+
+def read_limits(config: QueryConfig) -> ReadLimits:
+    return ReadLimits(config.timeout, config.max_memory_mib << 20, config.max_result_rows, config.max_result_mib << 20)
+
+
+def pick_store(stores: RegionStores, region: str, fmt: str) -> RegionStore:
     if fmt not in FORMATS:
         raise QueryRefused(f"format {fmt!r} is not one of {', '.join(sorted(FORMATS))}")
     if region not in stores.stores:
         raise QueryRefused(f"no region named {region!r} (configured: {', '.join(stores.stores)})")
-    store = stores[region]
-    return store.query(store.guard_read(sql), fmt)
+    return stores[region]
+
+
+def run_read(store: RegionStore, sql: str, fmt: str, limits: ReadLimits, marker: str) -> bytes:
+    """Guard and run one read statement; shared by the API and the CLI."""
+    return store.read(store.guard_read(sql), fmt, limits, marker)

@@ -7,13 +7,13 @@ import json
 import logging
 import sys
 import urllib.error
-import uuid
 import urllib.request
+import uuid
 from pathlib import Path
 
 import click
 
-from gateway.admin import run_read
+from gateway.admin import pick_store, read_limits, run_read
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.deadletter import DeadLetters
 from gateway.errors import GatewayError, StoreUnavailable
@@ -113,7 +113,8 @@ def _direct(config: GatewayConfig, region: str, fmt: str, statement: str) -> byt
     stores = RegionStores(only)
     try:
         stores.open()
-        return run_read(stores, region, statement, fmt)
+        store = pick_store(stores, region, fmt)
+        return run_read(store, statement, fmt, read_limits(config.admin.query), f"read-{uuid.uuid4().hex}")
     except (GatewayError, DataDirInUse) as exc:
         raise click.ClickException(str(exc)) from None
     finally:

@@ -272,8 +272,20 @@ class PollersConfig(Model):
     probes: ProbesConfig = ProbesConfig()
 
 
+class QueryConfig(Model):
+    """Bounds on every read through the SQL API and `telemetry-gateway sql`."""
+
+    timeout: Seconds = 30.0
+    max_memory_mib: int = Field(1024, gt=0)
+    max_result_rows: int = Field(1_000_000, gt=0)
+    max_result_mib: int = Field(256, gt=0)
+    # Reads running at once; more wait for a free slot.
+    max_concurrent: int = Field(4, gt=0, le=64)
+
+
 class AdminConfig(Model):
     endpoint: Endpoint = "127.0.0.1:9480"
+    query: QueryConfig = QueryConfig()
 
 
 class GatewayConfig(Model):

@@ -9,7 +9,8 @@
         ├── PayloadTooLarge       over the size limit, after decompression
         ├── UnsupportedMediaType  Content-Type or Content-Encoding we do not read
         ├── StoreRejected         the store refused the data itself
-        └── QueryRefused          a SQL text the read path will not run
+        ├── QueryRefused          a SQL text the read path will not run
+        └── QueryFailed           a read the store ran and stopped (a limit, a syntax error, an unknown table)
 
 `gateway.receivers.status` is the one place these map to gRPC codes and HTTP
 statuses.
@@ -57,4 +58,8 @@ class StoreRejected(PermanentError):
 
 
 class QueryRefused(PermanentError):
+    pass
+
+
+class QueryFailed(PermanentError):
     pass

@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import pyarrow as pa
@@ -36,11 +36,11 @@ from gateway.deadletter import DeadLetters
 from gateway.errors import BadRequest, StoreUnavailable, Throttled
 from gateway.memory import MemoryLimiter
 from gateway.retry import RetryPolicy
-from gateway.spool.spool import Batch, Recovery, Spool, SpoolFull
+from gateway.spool.spool import Batch, Recovery, Spool
 from gateway.store.regions import RegionStores
 from gateway.store.writer import TableWriter, WriterSettings
 from gateway.telemetry import Telemetry
-from schema import LOGS, POINTS, SPANS, TABLES, Table
+from schema import LOGS, POINTS, SPANS, TABLES, Table, conform
 
 NS = 1_000_000_000
 log = logging.getLogger(__name__)
@@ -105,6 +105,22 @@ class IngestReport:
     message: str
 
 
+@dataclass
+class Prepared:
+    """What one request became, before anything of it is kept."""
+
+    signal: str
+    source_kind: str
+    report: IngestReport
+    batches: list[tuple[IngestContext, Table, pa.Table]]
+    derived: list[tuple[str, str, int]] = field(default_factory=list)  # (signal, source kind, rows) for /metrics
+
+    def add_derived(self, signal: str | None, batch: tuple[IngestContext, Table, pa.Table]) -> None:
+        self.batches.append(batch)
+        if signal is not None:
+            self.derived.append((signal, batch[0].source_kind, batch[2].num_rows))
+
+
 class IngestPipeline:
     def __init__(self, config: GatewayConfig, stores: RegionStores, telemetry: Telemetry) -> None:
         self.config = config
@@ -119,9 +135,11 @@ class IngestPipeline:
         self.log_rules = [LogMetricRule.build(**rule.model_dump()) for rule in config.log_metrics]
         limits = config.limits
         self.window = AcceptWindow(int(limits.max_age * NS), int(limits.max_future * NS))
-        self.memory = MemoryLimiter(limits.max_memory_mib << 20, limits.retry_after)
         self.writers: dict[tuple[str, str], TableWriter] = {}
-        self._executors: list[ThreadPoolExecutor] = []
+        self.memory = MemoryLimiter(limits.max_memory_mib << 20, limits.retry_after,
+                                    lambda: sum(w.queued_bytes for w in self.writers.values()))
+        self._adapter = ThreadPoolExecutor(1, thread_name_prefix="adapter")
+        self._executors: list[ThreadPoolExecutor] = [self._adapter]
         self.spool = _spool(config)
         self.dead_letters = DeadLetters(config.store.path / "deadletter")
         regions = list(config.store.regions)
@@ -160,6 +178,10 @@ class IngestPipeline:
             log.info("spool: replaying %d batches (%d groups announced before the stop), cut %d damaged bytes",
                      replayed, len(recovery.intents), recovery.cut_bytes)
 
+    def health(self) -> list[str]:
+        """Why data is not being stored, per writer; empty when all make progress."""
+        return [problem for w in self.writers.values() if (problem := w.health())]
+
     def _writer_for(self, region: str, table: str) -> TableWriter:
         writer = self.writers.get((region, table))
         if writer is None:
@@ -167,59 +189,82 @@ class IngestPipeline:
         return writer
 
     async def ingest(self, signal_name: str, payload: bytes, source_id: str) -> IngestReport:
+        """Decode, adapt and keep one request; answer only once every item's fate is decided.
+
+        All CPU work runs on the adapter thread, so a large request never
+        freezes the listeners. Nothing is kept until every batch the request
+        makes is built, so an error never follows partly kept data.
+        """
+        with self.memory.hold(len(payload)):
+            prepared = await self._on_adapter_thread(self._prepare, signal_name, payload, source_id)
+            await self._keep_all(prepared.batches)
+        self.telemetry.accepted(prepared.signal, prepared.source_kind, prepared.report.accepted)
+        for signal, source_kind, n in prepared.derived:
+            self.telemetry.accepted(signal, source_kind, n)
+        return prepared.report
+
+    async def _on_adapter_thread(self, fn, *args):
+        # One thread: adapter state (attribute sets, metadata, RED windows) is not shared across threads.
+        return await asyncio.get_running_loop().run_in_executor(self._adapter, fn, *args)
+
+    def _prepare(self, signal_name: str, payload: bytes, source_id: str) -> Prepared:
         signal = SIGNALS[signal_name]
-        self.memory.check()
         try:
             request = signal.decode(payload)
-        except (DecodeError, ValueError) as exc:
+        except (DecodeError, ValueError, OverflowError) as exc:
             self.telemetry.rejected(signal.name, signal.source_kind, "malformed", 1)
             raise BadRequest(f"request body is not a valid {signal.message}: {exc}") from None
-        ctx = IngestContext(
-            source_kind=signal.source_kind, source_id=source_id, batch_id=uuid.uuid4().hex,
+        ctx = self._context(signal.source_kind, source_id)
+        result = signal.adapt(request, ctx, self.adapter_state)
+        self._count_rejected(signal.name, ctx.source_kind, result.outcome)
+        table = self._normalize(signal.table, result.table)
+        report = IngestReport(table.num_rows, result.outcome.rejected_count, result.outcome.message(signal.noun))
+        prepared = Prepared(signal.name, ctx.source_kind, report, [(ctx, signal.table, table)])
+        if signal.table is LOGS and self.log_rules:
+            prepared.add_derived("metrics", self._derive_log_metrics(ctx, table))
+        if signal_name in SPAN_SOURCES and self.config.apm.store_spans:
+            prepared.add_derived(None, self._span_rows(ctx, SPAN_SOURCES[signal_name], request))
+        return prepared
+
+    def _context(self, source_kind: str, source_id: str) -> IngestContext:
+        return IngestContext(
+            source_kind=source_kind, source_id=source_id, batch_id=uuid.uuid4().hex,
             received_ns=time.time_ns(), window=self.window, region=self.default_region,
         )
-        result = signal.adapt(request, ctx, self.adapter_state)
-        for reason, n in result.outcome.rejected.items():
-            self.telemetry.rejected(signal.name, ctx.source_kind, _reason_class(reason), n)
-        table = self._normalize(signal.table, result.table)
-        await self._keep(ctx, signal.table, table)
-        if signal.table is LOGS and self.log_rules:
-            await self._derive_log_metrics(ctx, table)
-        if signal_name in SPAN_SOURCES and self.config.apm.store_spans:
-            await self._store_spans(ctx, SPAN_SOURCES[signal_name], request)
-        accepted = result.table.num_rows
-        self.telemetry.accepted(signal.name, ctx.source_kind, accepted)
-        return IngestReport(accepted, result.outcome.rejected_count, result.outcome.message(signal.noun))
+
+    def _count_rejected(self, signal: str, source_kind: str, outcome: Outcome) -> None:
+        for reason, n in outcome.rejected.items():
+            self.telemetry.rejected(signal, source_kind, _reason_class(reason), n)
 
     def _normalize(self, kind: Table, rows: pa.Table) -> pa.Table:
-        """Shared normalization after every adapter (adapters.normalize)."""
+        """Shared normalization after every adapter (adapters.normalize), then the table's one shape."""
         if kind is POINTS:
             if self.config.normalize.units:
                 rows = convert_units(rows)
             rows = self.to_delta.apply(rows)
-        return self.catalog.enrich(rows)
+        return conform(kind, self.catalog.enrich(rows))
 
-    async def _store_spans(self, red_ctx: IngestContext, to_rows, request) -> None:
-        ctx = IngestContext("apm", red_ctx.source_id, uuid.uuid4().hex, red_ctx.received_ns, self.window,
-                            red_ctx.tenant, red_ctx.region)
+    def _span_rows(self, red_ctx: IngestContext, to_rows, request) -> tuple[IngestContext, Table, pa.Table]:
+        ctx = replace(red_ctx, batch_id=uuid.uuid4().hex)
         spans = to_rows(request, ctx, self.adapter_state.attribute_sets)
-        await self._keep(ctx, SPANS, self.catalog.enrich(spans.table))
+        return ctx, SPANS, self._normalize(SPANS, spans.table)
 
-    async def _derive_log_metrics(self, log_ctx: IngestContext, logs: pa.Table) -> None:
-        ctx = IngestContext("log", log_ctx.source_id, uuid.uuid4().hex, log_ctx.received_ns, self.window,
-                            log_ctx.tenant, log_ctx.region)
+    def _derive_log_metrics(self, log_ctx: IngestContext, logs: pa.Table) -> tuple[IngestContext, Table, pa.Table]:
+        ctx = replace(log_ctx, source_kind="log", batch_id=uuid.uuid4().hex)
         derived = derive(self.log_rules, logs, ctx, int(self.config.apm.window))
-        await self._keep(ctx, POINTS, self._normalize(POINTS, derived.table))
-        self.telemetry.accepted("metrics", "log", derived.table.num_rows)
+        return ctx, POINTS, self._normalize(POINTS, derived.table)
 
     async def ingest_samples(self, samples: list, lookup, source_kind: str, source_id: str, extra=None) -> IngestReport:
         """Prometheus-model samples from a poller: to points, then kept like any request.
         `extra(rows)` may add derived points (probe series) to the same batch."""
-        self.memory.check()
-        ctx = IngestContext(
-            source_kind=source_kind, source_id=source_id, batch_id=uuid.uuid4().hex,
-            received_ns=time.time_ns(), window=self.window, region=self.default_region,
-        )
+        with self.memory.hold(64 * len(samples)):
+            prepared = await self._on_adapter_thread(self._prepare_samples, samples, lookup, source_kind, source_id, extra)
+            await self._keep_all(prepared.batches)
+        self.telemetry.accepted("metrics", source_kind, prepared.report.accepted)
+        return prepared.report
+
+    def _prepare_samples(self, samples: list, lookup, source_kind: str, source_id: str, extra) -> Prepared:
+        ctx = self._context(source_kind, source_id)
         outcome = Outcome()
         rows = PointRows()
         add_samples(rows, samples, lambda name: lookup(name) or self.adapter_state.prometheus.lookup(name), outcome,
@@ -227,26 +272,33 @@ class IngestPipeline:
         if extra is not None:
             extra(rows)
         result = rows.finish(ctx, outcome)
-        for reason, n in outcome.rejected.items():
-            self.telemetry.rejected("metrics", source_kind, _reason_class(reason), n)
-        await self._keep(ctx, POINTS, self._normalize(POINTS, result.table))
-        self.telemetry.accepted("metrics", source_kind, result.table.num_rows)
-        return IngestReport(result.table.num_rows, outcome.rejected_count, outcome.message("samples"))
+        self._count_rejected("metrics", source_kind, outcome)
+        table = self._normalize(POINTS, result.table)
+        report = IngestReport(table.num_rows, outcome.rejected_count, outcome.message("samples"))
+        return Prepared("metrics", source_kind, report, [(ctx, POINTS, table)])
+
+    async def _keep_all(self, batches: list[tuple[IngestContext, Table, pa.Table]]) -> None:
+        """Return once every batch is safe: in the spool, or without one, in the store.
+
+        The spool's room is checked once for all of them, so a request is not
+        refused after some of its batches were kept.
+        """
+        batches = [b for b in batches if b[2].num_rows]
+        if self.spool is not None and batches and self.spool.pending_bytes >= self.spool.max_bytes:
+            raise Throttled(f"the spool holds {self.spool.pending_bytes >> 20} MiB not yet stored "
+                            f"(limit {self.spool.max_bytes >> 20} MiB)", self.config.limits.retry_after)
+        await asyncio.gather(*(self._keep(ctx, table, rows) for ctx, table, rows in batches))
 
     async def _keep(self, ctx: IngestContext, table: Table, rows: pa.Table) -> None:
-        """Return once the rows are safe: in the spool, or without one, in the store."""
         writer = self.writers[(ctx.region, table.name)]
         if self.spool is None:
             await writer.write(rows, ctx.batch_id)
             return
-        if rows.num_rows == 0:
-            return
         batch = Batch(ctx.batch_id, ctx.region, table.name, rows)
         try:
-            await self.spool.append_batch(batch, writer.submit)
-        except SpoolFull as exc:
-            raise Throttled(str(exc), self.config.limits.retry_after) from None
+            await self.spool.append_batch(batch, writer.submit, check_room=False)
         except OSError as exc:
+            log.error("spool write failed: %s", exc)
             raise StoreUnavailable(f"the spool could not be written: {exc}") from None
         self.telemetry.spool_bytes.set(self.spool.pending_bytes)
 
@@ -256,7 +308,8 @@ class IngestPipeline:
         old = await asyncio.to_thread(self.dead_letters.load, dead_letter_id)
         batch_id = uuid.uuid4().hex
         ctx = IngestContext("otlp", "redrive", batch_id, time.time_ns(), region=old.region)
-        await self._keep(ctx, _table_named(old.table), old.rows)
+        table = _table_named(old.table)
+        await self._keep_all([(ctx, table, conform(table, old.rows))])
         await asyncio.to_thread(self.dead_letters.remove, dead_letter_id)
         return batch_id
 

@@ -81,6 +81,7 @@ class Gateway:
             return
         self._stopped = True
         log.info("shutting down: draining accepted data")
+        await self.admin.cancel_reads()
         # Receivers drain in-flight requests while the writers flush at once:
         # those requests are waiting for exactly that flush to be answered.
         await self.scrape.shutdown()

@@ -18,6 +18,12 @@ def too_large(limit: int, after: str = "") -> PayloadTooLarge:
     return PayloadTooLarge(f"request body exceeds the limit of {limit} bytes{after}")
 
 
+# A gzip body may hold several members back to back (RFC 1952); real clients
+# send one. Each member costs a fresh inflater, so their number is capped.
+MAX_MEMBERS = 64
+_CHUNK = 256 * 1024
+
+
 def decompress(body: bytes, encoding: str, limit: int) -> bytes:
     encoding = encoding.strip().lower()
     if encoding in ("", "identity", "none"):
@@ -27,19 +33,34 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
     if encoding not in _WBITS:
         raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported (use gzip, deflate or none)")
     out = bytearray()
-    data = body
-    while data:
-        inflater = zlib.decompressobj(_WBITS[encoding])
+    view, position, members = memoryview(body), 0, 0
+    while position < len(view):
+        members += 1
+        if members > MAX_MEMBERS:
+            raise BadRequest(f"{encoding} body has more than {MAX_MEMBERS} members")
+        position = _inflate_member(view, position, _WBITS[encoding], out, limit, encoding)
+        if encoding == "deflate":
+            break
+    return bytes(out)
+
+
+def _inflate_member(view: memoryview, position: int, wbits: int, out: bytearray, limit: int, encoding: str) -> int:
+    """Inflate one member starting at `position` into `out`; return where the next starts.
+
+    Input goes in bounded chunks, so what the inflater copies back as
+    `unused_data` is at most one chunk: linear in the body, however many
+    members it has.
+    """
+    inflater = zlib.decompressobj(wbits)
+    while not inflater.eof:
+        if position >= len(view):
+            raise BadRequest(f"{encoding} stream is truncated")
+        chunk = view[position:position + _CHUNK]
         try:
-            out += inflater.decompress(data, limit + 1 - len(out))
+            out += inflater.decompress(chunk, limit + 1 - len(out))
         except zlib.error as exc:
             raise BadRequest(f"request body is not valid {encoding} data: {exc}") from None
-        if len(out) > limit:
+        if len(out) > limit or (inflater.unconsumed_tail and not inflater.eof):
             raise too_large(limit, " after decompression")
-        if not inflater.eof:
-            if inflater.unconsumed_tail:
-                raise too_large(limit, " after decompression")
-            raise BadRequest(f"{encoding} stream is truncated")
-        # gzip allows several members back to back; keep going on what follows.
-        data = inflater.unused_data if encoding != "deflate" else b""
-    return bytes(out)
+        position += len(chunk) - len(inflater.unused_data)
+    return position

@@ -3,6 +3,8 @@ Content-Type, a bounded body, one pipeline call, and errors mapped in one place.
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from gateway.errors import GatewayError, UnsupportedMediaType
@@ -35,7 +37,8 @@ class BodyRoute:
             if request.content_type not in self.content_types:
                 raise UnsupportedMediaType(
                     f"Content-Type must be {' or '.join(self.content_types)}, got {request.content_type!r}")
-            body = self.decode(await self.read_body(request), request.headers.get("Content-Encoding", ""))
+            raw = await self.read_body(request)
+            body = await asyncio.to_thread(self.decode, raw, request.headers.get("Content-Encoding", ""))
             report = await self.pipeline.ingest(self.name, body, f"{self.name}:{request.remote or 'unknown'}")
         except GatewayError as exc:
             self.telemetry.request("http", self.name, type(exc).__name__)

@@ -20,6 +20,7 @@ GRPC_CODES: dict[type[errors.GatewayError], grpc.StatusCode] = {
     errors.UnsupportedMediaType: grpc.StatusCode.INVALID_ARGUMENT,  # Not retryable
     errors.StoreRejected: grpc.StatusCode.INTERNAL,  # Not retryable
     errors.QueryRefused: grpc.StatusCode.PERMISSION_DENIED,  # Not retryable
+    errors.QueryFailed: grpc.StatusCode.INVALID_ARGUMENT,  # Not retryable
 }
 
 HTTP_STATUSES: dict[type[errors.GatewayError], int] = {
@@ -30,6 +31,7 @@ HTTP_STATUSES: dict[type[errors.GatewayError], int] = {
     errors.UnsupportedMediaType: 415,  # Not retryable
     errors.StoreRejected: 500,  # Not retryable
     errors.QueryRefused: 403,  # Not retryable
+    errors.QueryFailed: 400,  # Not retryable
 }
 
 RETRY_AFTER_S = 1.0

@@ -201,13 +201,13 @@ class Spool:
         self._thread.start()
 
     # -- appends (event loop side) -------------------------------------------
-    async def append_batch(self, batch: Batch, on_durable) -> None:
+    async def append_batch(self, batch: Batch, on_durable, check_room: bool = True) -> None:
         """Return once the batch is durable (per the fsync policy).
 
         `on_durable(batch)` runs as soon as it is, even if the caller was
         cancelled meanwhile, so durable data always reaches the store writer.
         """
-        if self.pending_bytes >= self.max_bytes:
+        if check_room and self.pending_bytes >= self.max_bytes:
             raise SpoolFull(f"the spool holds {self.pending_bytes >> 20} MiB not yet stored (limit {self.max_bytes >> 20} MiB)")
 
         def written(number: int, size: int) -> None:

@@ -12,7 +12,8 @@ from abc import ABC, abstractmethod
 
 import pyarrow as pa
 
-from gateway.errors import QueryRefused, StoreRejected, StoreUnavailable
+from gateway.errors import QueryFailed, QueryRefused, StoreRejected, StoreUnavailable
+from gateway.store.reads import ReadLimits, check_read, kill_statement, read_settings
 from schema import TABLES, Table
 from schema.ddl import ident, set_retention
 from schema.migrations import bookkeeping_ddl, pending
@@ -22,7 +23,6 @@ from schema.migrations import bookkeeping_ddl, pending
 PERMANENT_CODES = frozenset({6, 16, 27, 36, 38, 41, 43, 44, 47, 53, 60, 62, 69, 70, 72, 81, 117, 130, 164, 386})
 _CODE = re.compile(r"Code: (\d+)")
 _TOKEN = re.compile(r"^[0-9a-f]{8,64}$")
-_READ_STATEMENTS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")
 
 
 def classify(exc: Exception) -> Exception:
@@ -47,8 +47,8 @@ class RegionStore(ABC):
 
     # -- what a backend implements -------------------------------------------
     @abstractmethod
-    def execute(self, sql: str, params: dict | None = None) -> bytes:
-        """Run one statement; return its output as CSV bytes."""
+    def execute(self, sql: str, params: dict | None = None, fmt: str = "CSV") -> bytes:
+        """Run one statement; return its output (CSV unless asked)."""
 
     @abstractmethod
     def insert(self, table: Table, rows: pa.Table, token: str) -> None:
@@ -56,7 +56,7 @@ class RegionStore(ABC):
 
     @abstractmethod
     def query(self, sql: str, fmt: str) -> bytes:
-        """Run a statement already passed through `guard_read`."""
+        """Run a read (from `read`), apart from inserts where the backend allows."""
 
     def close(self) -> None:
         pass
@@ -83,24 +83,32 @@ class RegionStore(ABC):
         self.execute("SELECT 1")
 
     def guard_read(self, sql: str) -> str:
-        """One read-only statement, as ClickHouse itself parses it, run with readonly=1.
-
-        ClickHouse's parser (formatQuerySingleLine) refuses several statements;
-        the first keyword must be a read; readonly=1 then blocks writes, DDL and
-        table functions such as file() and url(). INTO OUTFILE is refused here
-        because readonly does not stop it.
-        """
+        """The statement as ClickHouse formats it, once `reads.check_read` accepts its parse tree."""
         try:
-            out = self.execute("SELECT formatQuerySingleLine({q:String})", {"q": sql})
+            formatted = _csv_string(self.execute("SELECT formatQuerySingleLine({q:String})", {"q": sql}))
+            ast = self.execute(f"EXPLAIN AST {formatted}", fmt="TSVRaw")
         except (StoreRejected, StoreUnavailable) as exc:
-            raise QueryRefused(f"not one valid SQL statement: {str(exc).splitlines()[0]}") from None
-        formatted = _csv_string(out)
-        first = formatted.split(None, 1)[0].upper() if formatted else ""
-        if first not in _READ_STATEMENTS:
-            raise QueryRefused(f"only read statements ({', '.join(_READ_STATEMENTS)}) are allowed, got {first or 'nothing'}")
-        if " INTO OUTFILE " in f" {formatted.upper()} ":
-            raise QueryRefused("INTO OUTFILE is not allowed")
-        return formatted + " SETTINGS readonly = 1"
+            raise QueryRefused(f"not one valid SQL statement: {_first_line(exc)}") from None
+        check_read(ast.decode("utf-8", "replace"))
+        return formatted
+
+    def read(self, sql: str, fmt: str, limits: ReadLimits, marker: str) -> bytes:
+        """Run a statement already passed through `guard_read`, bounded by `limits`."""
+        try:
+            return self.query(sql + read_settings(limits, marker), fmt)
+        except (StoreRejected, StoreUnavailable) as exc:
+            if isinstance(exc, StoreUnavailable) and not _CODE.search(str(exc)):
+                raise  # the store did not answer: retryable
+            # The store ran the query and stopped it: its limits, its syntax, its tables.
+            raise QueryFailed(f"the query failed: {_first_line(exc)}") from None
+
+    def cancel(self, marker: str) -> None:
+        """Stop the read running under `marker`, if it still runs."""
+        self.execute(kill_statement(marker))
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _csv_string(out: bytes) -> str:

@@ -10,6 +10,7 @@ with a clearer message than the engine's own.
 from __future__ import annotations
 
 import fcntl
+import queue
 import threading
 from pathlib import Path
 
@@ -44,6 +45,10 @@ class EmbeddedEngine:
             raise DataDirInUse(f"data directory {self.path} is in use by another process") from None
         self._session = chdb_session.Session(str(self.path / "chdb"))
         self.lock = threading.Lock()
+        # Reads get sessions of their own on the same directory: a long read
+        # then never holds up inserts, readiness or shutdown.
+        self._readers: queue.SimpleQueue = queue.SimpleQueue()
+        self._all_readers: list = []
 
     @classmethod
     def open(cls, path: Path) -> EmbeddedEngine:
@@ -66,11 +71,31 @@ class EmbeddedEngine:
                 raise classify(exc) from exc
         return result.bytes() if result is not None else b""
 
+    def read(self, sql: str, fmt: str) -> bytes:
+        """Run a read on a reader session (one per concurrent read, kept for reuse)."""
+        try:
+            session = self._readers.get_nowait()
+        except queue.Empty:
+            from chdb import session as chdb_session
+
+            with self.lock:
+                session = chdb_session.Session(str(self.path / "chdb"))
+                self._all_readers.append(session)
+        try:
+            result = session.query(sql, fmt)
+        except Exception as exc:  # chDB raises bare ChdbError / RuntimeError
+            raise classify(exc) from exc
+        finally:
+            self._readers.put(session)
+        return result.bytes() if result is not None else b""
+
     @classmethod
     def close_instance(cls) -> None:
         engine, cls._instance = cls._instance, None
         if engine is not None:
             with engine.lock:
+                for reader in engine._all_readers:
+                    reader.close()
                 engine._session.close()
                 fcntl.flock(engine._lock_file, fcntl.LOCK_UN)
                 engine._lock_file.close()
@@ -96,8 +121,8 @@ class EmbeddedStore(RegionStore):
         self.path = path
         self.engine = EmbeddedEngine.open(path)
 
-    def execute(self, sql: str, params: dict | None = None) -> bytes:
-        return self.engine.run(sql, "CSV", params)
+    def execute(self, sql: str, params: dict | None = None, fmt: str = "CSV") -> bytes:
+        return self.engine.run(sql, fmt, params)
 
     def insert(self, table: Table, rows: pa.Table, token: str) -> None:
         names = ", ".join(ident(c.name) for c in table.sent_columns())
@@ -109,7 +134,7 @@ class EmbeddedStore(RegionStore):
         self.engine.run(sql, rows=rows)
 
     def query(self, sql: str, fmt: str) -> bytes:
-        return self.engine.run(sql, fmt)
+        return self.engine.read(sql, fmt)
 
     def close(self) -> None:
         EmbeddedEngine.close_instance()

@@ -38,8 +38,8 @@ class FaultyStore(RegionStore):
         self.inner = inner
         self.faults = faults
 
-    def execute(self, sql: str, params: dict | None = None) -> bytes:
-        return self.inner.execute(sql, params)
+    def execute(self, sql: str, params: dict | None = None, fmt: str = "CSV") -> bytes:
+        return self.inner.execute(sql, params, fmt)
 
     def query(self, sql: str, fmt: str) -> bytes:
         return self.inner.query(sql, fmt)

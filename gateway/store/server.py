@@ -43,15 +43,26 @@ class ServerStore(RegionStore):
                 self._client = None if "connect" in type(exc).__name__.lower() else self._client
                 raise classify(exc) from exc
 
-    def execute(self, sql: str, params: dict | None = None) -> bytes:
-        return self._call(lambda c: c.raw_query(sql, parameters=params, fmt="CSV"))
+    def execute(self, sql: str, params: dict | None = None, fmt: str = "CSV") -> bytes:
+        return self._call(lambda c: c.raw_query(sql, parameters=params, fmt=fmt))
 
     def insert(self, table: Table, rows: pa.Table, token: str) -> None:
         settings = {"insert_deduplication_token": check_token(token)}
         self._call(lambda c: c.insert_arrow(table.name, rows, database=self.database, settings=settings))
 
     def query(self, sql: str, fmt: str) -> bytes:
-        return self._call(lambda c: c.raw_query(sql, fmt=fmt))
+        # A client of its own per read: a long read must not hold the insert client's lock.
+        import clickhouse_connect
+
+        try:
+            client = clickhouse_connect.get_client(dsn=self._url, connect_timeout=self._timeout,
+                                                   send_receive_timeout=self._timeout, autogenerate_session_id=False)
+            try:
+                return client.raw_query(sql, fmt=fmt)
+            finally:
+                client.close()
+        except Exception as exc:
+            raise classify(exc) from exc
 
     def close(self) -> None:
         if self._client is not None:

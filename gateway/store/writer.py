@@ -14,6 +14,12 @@ shutdown; a group the store refuses permanently is split, and a single batch
 still refused goes to the dead-letter area, so one poison batch never holds
 up the rest.
 
+Nothing ends the writer but shutdown. An error that is not the store's
+(an Arrow error building the insert, a bug) counts as a permanent refusal of
+that group, so it too is split and dead-lettered, on the live path and on
+replay alike. While inserts fail, `health()` names the table and the reason,
+and /readyz reports it.
+
 Without the spool, `write()` returns when the rows are stored and errors go
 back to the client, which retries.
 """
@@ -30,12 +36,12 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from gateway.deadletter import DeadLetters
-from gateway.errors import GatewayError, StoreUnavailable, Throttled
+from gateway.errors import GatewayError, StoreRejected, StoreUnavailable, Throttled
 from gateway.retry import RetryPolicy
 from gateway.spool.spool import Batch, Intent, Spool
 from gateway.store.base import RegionStore
 from gateway.telemetry import Telemetry
-from schema import Table
+from schema import Table, conform
 
 log = logging.getLogger(__name__)
 
@@ -93,24 +99,53 @@ class TableWriter:
         self._replays: list[_Group] = []
         self._queued_rows = 0
         self._inflight_rows = 0
+        self.queued_bytes = 0  # Arrow bytes held in memory until stored (read by the memory limiter)
         self._wake = asyncio.Event()
         self._closing = False
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._failing: str | None = None  # why the last insert failed, until one succeeds
+        self._failing_since = 0.0
 
     @property
     def pending_rows(self) -> int:
         return self._queued_rows + self._inflight_rows
 
+    @property
+    def name(self) -> str:
+        return f"{self.store.region}/{self.table.name}"
+
     def start(self) -> None:
-        name = f"writer-{self.store.region}-{self.table.name}"
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=name)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"writer-{self.name}")
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task) -> None:
+        """Last line of defence: a writer that ends before shutdown is restarted, loudly."""
+        if self._closing or task.cancelled():
+            return
+        error = task.exception()
+        self._fail(f"writer task ended: {type(error).__name__}: {error}" if error else "writer task ended")
+        log.error("writer %s ended unexpectedly (%s); restarting it", self.name, self._failing)
+        self.start()
+
+    def health(self) -> str | None:
+        """None while storing; otherwise why this writer is not making progress."""
+        if self._failing is None or self.pending_rows == 0:
+            return None
+        since = time.monotonic() - self._failing_since
+        return f"{self.name}: no insert has succeeded for {since:.0f}s, {self.pending_rows} rows waiting: {self._failing}"
+
+    def _fail(self, reason: str) -> None:
+        if self._failing is None:
+            self._failing_since = time.monotonic()
+        self._failing = reason.splitlines()[0][:500] if reason else "unknown error"
 
     # -- intake ---------------------------------------------------------------
     def submit(self, batch: Batch, done: asyncio.Future | None = None) -> None:
         """Queue a batch (durable in the spool, or with `done` to resolve when stored)."""
         self._queue.append(_Queued(batch, time.monotonic(), done))
         self._queued_rows += batch.rows.num_rows
+        self.queued_bytes += batch.rows.nbytes
         self._report_depth()
         self._wake.set()
 
@@ -119,6 +154,7 @@ class TableWriter:
         items = [_Queued(b, time.monotonic()) for b in batches]
         self._replays.append(_Group(items, intent.token, announced=True))
         self._queued_rows += sum(b.rows.num_rows for b in batches)
+        self.queued_bytes += sum(b.rows.nbytes for b in batches)
         self._wake.set()
 
     async def write(self, rows: pa.Table, batch_id: str) -> None:
@@ -138,22 +174,34 @@ class TableWriter:
 
     # -- the loop -------------------------------------------------------------
     async def _run(self) -> None:
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                if not self._queue and not self._replays:
-                    if self._closing:
-                        return
-                    continue
-                if not self._replays:
-                    await self._gather()
-                group = self._replays.pop(0) if self._replays else self._take()
-                await self._store_group(group)
-                if self._queue or self._replays or self._closing:
-                    self._wake.set()
-        except Stopped:
-            log.info("%s/%s stopped with rows still in the spool", self.store.region, self.table.name)
+        while True:
+            try:
+                if not await self._step():
+                    return
+            except Stopped:
+                log.info("%s stopped with rows still in the spool", self.name)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug here must not end the writer: log, report, go on
+                self._fail(f"{type(exc).__name__}: {exc}")
+                log.exception("writer %s: unexpected error, continuing", self.name)
+                if not await self._settings.retry.wait(1, self._stop):
+                    return
+
+    async def _step(self) -> bool:
+        """Store one group; False once closed and empty."""
+        await self._wake.wait()
+        self._wake.clear()
+        if not self._queue and not self._replays:
+            return not self._closing
+        if not self._replays:
+            await self._gather()
+        group = self._replays.pop(0) if self._replays else self._take()
+        await self._store_group(group)
+        if self._queue or self._replays or self._closing:
+            self._wake.set()
+        return True
 
     async def _gather(self) -> None:
         """Wait until a full batch is queued or the oldest rows have waited max_delay."""
@@ -185,6 +233,7 @@ class TableWriter:
         finally:
             self._inflight_rows -= rows
             self._report_depth()
+            self.queued_bytes -= _nbytes(group)
 
     async def _insert_group(self, group: _Group) -> None:
         if self._spool is not None and not group.announced:
@@ -198,6 +247,7 @@ class TableWriter:
                 # Attempt cap reached: the group stays announced and goes round again.
                 self._replays.insert(0, _Group(group.items, group.token, announced=True))
                 self._queued_rows += group.rows
+                self.queued_bytes += _nbytes(group)
             else:
                 await self._refused(group, exc)
             return
@@ -208,19 +258,26 @@ class TableWriter:
     def _intent(self, group: _Group) -> Intent:
         return Intent(group.token, self.store.region, self.table.name, [q.batch.batch_id for q in group.items])
 
+    def _rows(self, group: _Group) -> pa.Table:
+        try:
+            return pa.concat_tables([conform(self.table, q.batch.rows) for q in group.items])
+        except Exception as exc:  # noqa: BLE001 - whatever the data does, it is this group's fault
+            raise StoreRejected(f"batch rows do not fit table {self.table.name}: {type(exc).__name__}: {exc}") from exc
+
     async def _insert_with_retry(self, group: _Group) -> None:
-        table = pa.concat_tables([q.batch.rows for q in group.items])
         attempt = 0
         while True:
             attempt += 1
             started = time.monotonic()
             try:
+                table = self._rows(group)
                 await asyncio.get_running_loop().run_in_executor(
                     self._executor, self.store.insert, self.table, table, group.token
                 )
             except Exception as exc:
-                error = exc if isinstance(exc, GatewayError) else StoreUnavailable(f"{type(exc).__name__}: {exc}")
+                error = _as_gateway_error(exc)
                 self._telemetry.store_failed(self.store.region, self.table.name, type(error).__name__)
+                self._fail(str(error))
                 if self._spool is None or not self._settings.retry.should_retry(error, attempt):
                     raise error from exc
                 log.warning("insert into %s/%s failed (attempt %d), retrying: %s",
@@ -229,6 +286,7 @@ class TableWriter:
                     raise Stopped() from exc
                 continue
             self._telemetry.stored(self.store.region, self.table.name, table.num_rows, time.monotonic() - started)
+            self._failing = None
             return
 
     async def _refused(self, group: _Group, exc: GatewayError) -> None:
@@ -271,6 +329,18 @@ class TableWriter:
         for item in self._queue:
             if item.done is not None and not item.done.done():
                 item.done.set_exception(StoreUnavailable("the gateway stopped before storing these rows"))
+
+
+def _nbytes(group: _Group) -> int:
+    return sum(q.batch.rows.nbytes for q in group.items)
+
+
+def _as_gateway_error(exc: Exception) -> GatewayError:
+    """The store's own errors are classified already; anything else comes from
+    the rows (an Arrow or conversion error) and retrying cannot fix it."""
+    if isinstance(exc, GatewayError):
+        return exc
+    return StoreRejected(f"{type(exc).__name__}: {exc}")
 
 
 def _settle(group: _Group, error: Exception | None) -> None:

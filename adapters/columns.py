@@ -15,8 +15,16 @@ def constant(value, type_: pa.DataType, n: int) -> pa.Array:
     return pa.repeat(pa.scalar(value, type_), n)
 
 
+MAX_TIME_NS = 2**64 - 1
+
+
 def times(raw: list[int] | np.ndarray) -> np.ndarray:
-    return np.asarray(raw, dtype=np.uint64)
+    """Times as uint64 nanoseconds. Hostile input may hold times before 1970 or past
+    uint64: those become 1 ns and the largest value, which the accept window refuses."""
+    try:
+        return np.asarray(raw, dtype=np.uint64)
+    except (OverflowError, ValueError, TypeError):
+        return np.fromiter((1 if t < 0 else min(int(t), MAX_TIME_NS) for t in raw), np.uint64, len(raw))
 
 
 def time_array(values: np.ndarray) -> pa.Array:

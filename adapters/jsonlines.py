@@ -11,6 +11,7 @@ refused by itself.
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 
 from adapters.base import AdaptResult, IngestContext, Outcome
@@ -37,6 +38,8 @@ def parse_time(value) -> int:
     if isinstance(value, bool):
         raise ValueError("time is a boolean")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"time {value!r} is not a time after 1970")
         magnitude = abs(value)
         scale = 1e9 if magnitude < 1e11 else 1e6 if magnitude < 1e14 else 1 if magnitude > 1e17 else 1e3
         return int(value * scale)
@@ -58,11 +61,16 @@ def jsonlines_to_arrow(body: bytes, ctx: IngestContext) -> AdaptResult:
             continue
         try:
             record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            outcome.reject("line is not valid JSON")
+            continue
+        if not isinstance(record, dict):
+            outcome.reject("line is not a JSON object")
+            continue
+        try:
             time_ns = parse_time(_pop(record, TIME_KEYS))
-        except (ValueError, UnicodeDecodeError) as exc:
-            outcome.reject(f"line is not a JSON log object ({type(exc).__name__})")
+        except (ValueError, OverflowError, OSError):
+            outcome.reject("time is not a number of (milli/micro/nano)seconds or an ISO 8601 time with a zone")
             continue
         level = str(_pop(record, LEVEL_KEYS) or "")
         service = _pop(record, SERVICE_KEYS)

@@ -96,9 +96,13 @@ class LimitsConfig(Model):
     max_future: Seconds = 3600.0
     # Without the spool: rows waiting for the store before receivers throttle.
     max_pending_rows: int = Field(2_000_000, gt=0)
-    # Resident memory at which receivers throttle; 0 turns the limiter off.
+    # Memory held for requests in flight and batches waiting for the store, at
+    # which receivers throttle; 0 turns the limiter off.
     max_memory_mib: int = Field(4096, ge=0)
     retry_after: Seconds = 1.0
+    # Per item (point, record, series): more attributes, or a longer key or value, refuse the item.
+    max_attributes: int = Field(128, gt=0)
+    max_attribute_length: int = Field(4096, gt=0)
 
 
 class BatchConfig(Model):

@@ -27,14 +27,15 @@ from adapters.apm.red import SeriesLimiter, red_rows
 from adapters.jsonlines import jsonlines_to_arrow
 from adapters.log_metrics import LogMetricRule, derive
 from adapters.normalize import CumulativeToDelta, Names, ServiceCatalog, convert_units
-from adapters.otlp.attributes import AttributeSets
+from adapters.otlp.attributes import AttributeLimits, AttributeSets
 from adapters.syslog import syslog_to_arrow
 from adapters.prometheus import remote_write
 from adapters.prometheus.remote_write import PrometheusMetadata
 from gateway.config import GatewayConfig
 from gateway.deadletter import DeadLetters
-from gateway.errors import BadRequest, StoreUnavailable, Throttled
+from gateway.errors import BadRequest, GatewayError, StoreUnavailable, Throttled
 from gateway.memory import MemoryLimiter
+from gateway.ratelog import RateLimitedLog
 from gateway.retry import RetryPolicy
 from gateway.spool.spool import Batch, Recovery, Spool
 from gateway.store.regions import RegionStores
@@ -55,11 +56,14 @@ class AdapterState:
     attribute_sets: AttributeSets = field(default_factory=AttributeSets)
     prometheus: PrometheusMetadata = field(default_factory=PrometheusMetadata)
 
+    def __post_init__(self) -> None:
+        self.prometheus.limits = self.attribute_sets.limits
+
 
 def _red(facts_and_refused, ctx: IngestContext, state: AdapterState) -> AdaptResult:
     facts, refused = facts_and_refused
     result = red_rows(facts, ctx, state.apm_series, state.apm_window_s)
-    result.outcome.reject("span attributes, name or fields are not valid", refused)
+    result.outcome.reject("span ids, attributes, name or fields are not valid", refused)
     return result
 
 
@@ -128,8 +132,9 @@ class IngestPipeline:
         self.telemetry = telemetry
         n = config.normalize
         names = Names(n.metric_names, n.attribute_names)
+        attribute_limits = AttributeLimits(config.limits.max_attributes, config.limits.max_attribute_length)
         self.adapter_state = AdapterState(SeriesLimiter(config.apm.max_series), int(config.apm.window),
-                                          AttributeSets(names=names))
+                                          AttributeSets(names=names, limits=attribute_limits))
         self.to_delta = CumulativeToDelta(n.cumulative_to_delta)
         self.catalog = ServiceCatalog(n.service_catalog)
         self.log_rules = [LogMetricRule.build(**rule.model_dump()) for rule in config.log_metrics]
@@ -139,6 +144,7 @@ class IngestPipeline:
         self.memory = MemoryLimiter(limits.max_memory_mib << 20, limits.retry_after,
                                     lambda: sum(w.queued_bytes for w in self.writers.values()))
         self._adapter = ThreadPoolExecutor(1, thread_name_prefix="adapter")
+        self._errors = RateLimitedLog(log)
         self._executors: list[ThreadPoolExecutor] = [self._adapter]
         self.spool = _spool(config)
         self.dead_letters = DeadLetters(config.store.path / "deadletter")
@@ -209,6 +215,18 @@ class IngestPipeline:
 
     def _prepare(self, signal_name: str, payload: bytes, source_id: str) -> Prepared:
         signal = SIGNALS[signal_name]
+        try:
+            return self._adapt(signal_name, signal, payload, source_id)
+        except GatewayError:
+            raise
+        except Exception as exc:  # an adapter bug: nothing of the request is kept, so a 4xx is safe and final
+            self.telemetry.rejected(signal.name, signal.source_kind, "adapter_error", 1)
+            self._errors.log(logging.ERROR, f"adapt-{signal_name}", "%s could not be adapted: %s: %s",
+                             signal.message, type(exc).__name__, exc, exc_info=True)
+            raise BadRequest(f"the {signal.message} could not be adapted ({type(exc).__name__}: {exc}); nothing of it "
+                             "was kept") from None
+
+    def _adapt(self, signal_name: str, signal: Signal, payload: bytes, source_id: str) -> Prepared:
         try:
             request = signal.decode(payload)
         except (DecodeError, ValueError, OverflowError) as exc:

@@ -34,3 +34,10 @@ def start_gateway(tmp_path):
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture(scope="session")
+def embedded_path(tmp_path_factory):
+    # chDB holds one data directory per process: every in-process test shares it,
+    # each with its own database.
+    return tmp_path_factory.mktemp("chdb")

@@ -38,6 +38,9 @@ def span_facts(request, sets: AttributeSets) -> tuple[list[SpanFact], int]:
                 handled = span.kind in (SERVER, CONSUMER) or (span.kind == 0 and not span.parent_span_id)
                 if not handled:
                     continue
+                if not valid_ids(span.trace_id, span.span_id):
+                    refused += 1
+                    continue
                 try:
                     keys, values = sets.decode(tuple(span.attributes))
                     name = span.name.decode("utf-8")
@@ -53,6 +56,11 @@ def span_facts(request, sets: AttributeSets) -> tuple[list[SpanFact], int]:
     return facts, refused
 
 
+
+
+def valid_ids(trace_id: bytes, span_id: bytes) -> bool:
+    """16- and 8-byte ids, not all zero (OTLP calls all-zero ids invalid)."""
+    return len(trace_id) == 16 and len(span_id) == 8 and any(trace_id) and any(span_id)
 
 
 KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}

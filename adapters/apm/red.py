@@ -84,9 +84,14 @@ def red_rows(facts: list[SpanFact], ctx: IngestContext, limiter: SeriesLimiter, 
     outcome = Outcome()
     window_ns = window_s * 1_000_000_000
     cells: dict[tuple, _Cell] = {}
+    oldest = max(ctx.received_ns - ctx.window.max_age_ns, 1)
+    newest = ctx.received_ns + ctx.window.max_future_ns
     for f in facts:
         if f.end_ns < f.start_ns or f.end_ns == 0:
             outcome.reject("span end time is missing or before its start")
+            continue
+        if not oldest <= f.end_ns <= newest:
+            outcome.reject("span end time is outside the accept window")
             continue
         key = (f.service, f.operation, f.status_class)
         overflow = not limiter.admit(key)

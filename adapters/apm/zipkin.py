@@ -39,12 +39,20 @@ def span_facts(spans: list) -> tuple[list[SpanFact], int]:
     for span in spans:
         try:
             fact = _fact(span)
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
             refused += 1
             continue
         if fact is not None:
             facts.append(fact)
     return facts, refused
+
+
+def check_ids(trace_id: str, span_id: str) -> None:
+    """Hex ids of up to 32 digits (trace) and 16 (span), not all zero, or ValueError.
+    Shorter ids are allowed: Zipkin pads them with zeros on the left."""
+    for text, longest in ((trace_id, 32), (span_id, 16)):
+        if not 0 < len(text) <= longest or int(text, 16) == 0 or text.strip() != text or not text.isalnum():
+            raise ValueError(f"id {text[:40]!r} is not 1-{longest} hex digits, not all zero")
 
 
 def _fact(span: dict) -> SpanFact | None:
@@ -57,7 +65,7 @@ def _fact(span: dict) -> SpanFact | None:
     failed = "error" in tags or tags.get("otel.status_code") == "ERROR"
     start = int(span["timestamp"]) * US
     trace_id = str(span["traceId"]).lower()
-    bytes.fromhex(trace_id)  # must be hex
+    check_ids(trace_id, str(span["id"]).lower())
     service = (span.get("localEndpoint") or {}).get("serviceName") or "unknown_service"
     operation = tags.get("http.route") or span.get("name") or "unknown"
     return SpanFact(service, operation, status_class(http, failed), is_error(http, failed),
@@ -76,13 +84,13 @@ def spans_to_arrow(spans: list, ctx: IngestContext, sets: AttributeSets) -> Adap
             tags = {str(k): str(v) for k, v in (span.get("tags") or {}).items()}
             start = int(span["timestamp"]) * US
             ids = [str(span.get(key) or "").lower() for key in ("traceId", "id", "parentId")]
-            for value in ids:
-                bytes.fromhex(value)
+            check_ids(ids[0], ids[1])
+            bytes.fromhex(ids[2])
             service = (span.get("localEndpoint") or {}).get("serviceName") or "unknown_service"
             failed = "error" in tags or tags.get("otel.status_code") == "ERROR"
             text = (*ids, str(span.get("name") or ""), KINDS.get(span.get("kind"), "unspecified"),
                     "error" if failed else "unset", tags.get("error", ""), "zipkin", "")
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
             outcome.reject("span not stored: not a valid Zipkin v2 span")
             continue
         rows.add(start, start + int(span.get("duration", 0)) * US, text,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -27,7 +28,26 @@ Decoded = tuple[tuple[str, ...], tuple[str, ...]]
 
 
 class InvalidAttributes(ValueError):
-    """An attribute set that cannot be stored (bad UTF-8, malformed bytes)."""
+    """An attribute set that cannot be stored (bad UTF-8, malformed bytes, over a limit)."""
+
+
+@dataclass(frozen=True)
+class AttributeLimits:
+    """Caps on one item's attribute set, like Prometheus's `label_limit` and
+    `label_value_length_limit`: an item over them is refused, not truncated."""
+
+    max_count: int = 128
+    max_value_length: int = 4096
+
+    def check_count(self, n: int) -> None:
+        if n > self.max_count:
+            raise InvalidAttributes(f"more than {self.max_count} attributes (limits.max_attributes)")
+
+    def check(self, keys: tuple[str, ...], values: tuple[str, ...]) -> None:
+        self.check_count(len(keys))
+        if any(len(v) > self.max_value_length for v in values) or any(len(k) > self.max_value_length for k in keys):
+            raise InvalidAttributes(f"an attribute key or value is longer than {self.max_value_length} characters "
+                                    "(limits.max_attribute_length)")
 
 
 def varint(n: int) -> bytes:
@@ -118,9 +138,10 @@ class AttributeSets:
     (`begin`), so ids stay valid while a request is being adapted.
     """
 
-    def __init__(self, max_sets: int = 200_000, names: Names | None = None) -> None:
+    def __init__(self, max_sets: int = 200_000, names: Names | None = None, limits: AttributeLimits | None = None) -> None:
         self._max = max_sets
         self.names = names or Names()
+        self.limits = limits or AttributeLimits()
         self.generation = 0
         self._reset()
 
@@ -146,7 +167,9 @@ class AttributeSets:
         return found if found is not None else self._add(raw)
 
     def _add(self, raw: tuple[bytes, ...]) -> int:
+        self.limits.check_count(len(raw))  # before decoding 100k attributes only to refuse them
         keys, values = self.names.keys(*decode_uncached(raw))
+        self.limits.check(keys, values)
         new = len(self.keys)
         self.keys.append(keys)
         self.values.append(values)

@@ -151,6 +151,10 @@ class _Numbers(_Points):
         )
 
 
+def _increasing(bounds: list[float]) -> bool:
+    return all(math.isfinite(b) for b in bounds) and all(a < b for a, b in zip(bounds, bounds[1:]))
+
+
 def _opt(dp, name: str):
     return getattr(dp, name) if dp.HasField(name) else None
 
@@ -175,11 +179,18 @@ class _Histograms(_Points):
         return {name: pa.array(values, POINTS_SCHEMA.field(name).type) for name, values in self.cols.items()}
 
     def checks(self):
-        bounds = np.fromiter((len(b) for b in self.cols["bucket_bounds"]), np.int64, len(self))
-        counts = np.fromiter((len(b) for b in self.cols["bucket_counts"]), np.int64, len(self))
-        sums = np.asarray([s if s is not None else 0.0 for s in self.cols["sum"]], np.float64)
+        c = self.cols
+        bounds = np.fromiter((len(b) for b in c["bucket_bounds"]), np.int64, len(self))
+        counts = np.fromiter((len(b) for b in c["bucket_counts"]), np.int64, len(self))
+        sums = np.asarray([s if s is not None else 0.0 for s in c["sum"]], np.float64)
+        unordered = np.fromiter((not _increasing(b) for b in c["bucket_bounds"]), bool, len(self))
+        total = np.fromiter((sum(b) for b in c["bucket_counts"]), np.float64, len(self))
         return (
-            {"bucket_counts length is not len(explicit_bounds) + 1": (counts != 0) & (counts != bounds + 1)},
+            {
+                "bucket_counts length is not len(explicit_bounds) + 1": (counts != 0) & (counts != bounds + 1),
+                "explicit_bounds are not finite and strictly increasing": unordered,
+                "histogram count is not the sum of its bucket_counts": (counts != 0) & (total != np.asarray(c["count"], np.float64)),
+            },
             {"non_finite": ~np.isfinite(sums)},
         )
 
@@ -209,6 +220,21 @@ class _ExpHistograms(_Points):
     def kind_columns(self) -> dict[str, pa.Array]:
         return {name: pa.array(values, POINTS_SCHEMA.field(name).type) for name, values in self.cols.items()}
 
+    def checks(self):
+        c = self.cols
+        scale = np.asarray(c["exp_scale"], np.int64)
+        buckets = np.fromiter((sum(p) + sum(n) for p, n in zip(c["exp_positive_counts"], c["exp_negative_counts"])),
+                              np.float64, len(self))
+        sums = np.asarray([s if s is not None else 0.0 for s in c["sum"]], np.float64)
+        return (
+            {
+                "exponential histogram scale is outside -10..20": (scale < -10) | (scale > 20),
+                "exponential histogram count is not zero_count plus its bucket counts":
+                    np.asarray(c["count"], np.float64) != buckets + np.asarray(c["exp_zero_count"], np.float64),
+            },
+            {"non_finite": ~np.isfinite(sums)},
+        )
+
 
 class _Summaries(_Points):
     def __init__(self, sets: AttributeSets) -> None:
@@ -228,7 +254,11 @@ class _Summaries(_Points):
         return {name: pa.array(values, POINTS_SCHEMA.field(name).type) for name, values in self.cols.items()}
 
     def checks(self):
-        return {}, {"non_finite": ~np.isfinite(np.asarray(self.cols["sum"], np.float64))}
+        bad_quantile = np.fromiter((not all(0.0 <= q <= 1.0 for q in qs) for qs in self.cols["quantiles"]), bool, len(self))
+        return (
+            {"summary quantile is outside 0..1": bad_quantile},
+            {"non_finite": ~np.isfinite(np.asarray(self.cols["sum"], np.float64))},
+        )
 
 
 POINTS_SCHEMA = arrow_schema(POINTS)
@@ -256,8 +286,11 @@ def _finish(points: _Points, metas: _Metas, origins: Origins, ctx: IngestContext
     masks = window_masks(event, ctx.window, ctx.received_ns, "time_unix_nano")
     masks.update(rejects)
     masks.update(index_masks(n, points.bad))
-    keep = apply_rejections(n, masks, outcome)
     meta_idx = np.asarray(points.meta, np.int32)
+    if isinstance(points, _Numbers):
+        monotonic = np.asarray(metas.cols["is_monotonic"], bool)[meta_idx] if n else np.zeros(0, bool)
+        masks["monotonic sum value is negative"] = monotonic & (np.asarray(points.value, np.float64) < 0)
+    keep = apply_rejections(n, masks, outcome)
     origin_idx = np.asarray(points.origin, np.int32)
     attributes, attr_hashes = points.sets.map_column(points.attr_ids)
     origin_cols, resource_hashes = origins.columns(origin_idx)

@@ -18,7 +18,7 @@ from adapters.base import AdaptResult, IngestContext, Outcome
 from adapters.normalize import Names
 from adapters.points import PointRows, is_stale_marker
 from adapters.prometheus.families import FamilyInfo, series_handle
-from adapters.otlp.attributes import varint
+from adapters.otlp.attributes import AttributeLimits, varint
 from adapters.prometheus.prompb import METRIC_TYPES, LabelList, WriteRequest
 
 decode_request = WriteRequest.FromString
@@ -27,7 +27,8 @@ decode_request = WriteRequest.FromString
 class PrometheusMetadata:
     """Family metadata from remote-write requests, and the decoded labels of series seen."""
 
-    def __init__(self, max_families: int = 100_000, max_series: int = 500_000) -> None:
+    def __init__(self, max_families: int = 100_000, max_series: int = 500_000, limits: AttributeLimits | None = None) -> None:
+        self.limits = limits or AttributeLimits()
         self.families: dict[str, FamilyInfo] = {}
         self._max = max_families
         self.series: dict[tuple[bytes, ...], tuple[str, dict[str, str]]] = {}
@@ -38,13 +39,19 @@ class PrometheusMetadata:
         found = self.series.get(raw)
         if found is not None:
             return found
+        self.limits.check_count(len(raw) - 1)
         framed = b"".join(b"\x0a" + varint(len(item)) + item for item in raw)
         try:
-            labels = {l.name.decode("utf-8"): l.value.decode("utf-8") for l in LabelList.FromString(framed).labels}
+            pairs = [(l.name.decode("utf-8"), l.value.decode("utf-8")) for l in LabelList.FromString(framed).labels]
         except UnicodeDecodeError:
             raise ValueError("a label is not valid UTF-8") from None
         except DecodeError:
             raise ValueError("a label is not a valid Label encoding") from None
+        labels = dict(pairs)
+        if len(labels) != len(pairs):
+            # Prometheus refuses such a series too: which value would be the label's?
+            raise ValueError("a series has the same label name twice")
+        self.limits.check(tuple(labels), tuple(labels.values()))
         name = labels.pop("__name__", "")
         if not name:
             raise ValueError("series without __name__")

@@ -202,11 +202,20 @@ def test_sigterm_with_the_store_down_leaves_the_rest_in_the_spool_and_a_damaged_
     assert "checksum mismatch" in gw.log()
 
 
-def test_the_memory_limiter_pushes_back(start_gateway):
-    gw = start_gateway({"limits": {"max_memory_mib": 1}})
-    code, headers, body = post(gw.http_url, "/v1/metrics", numbered_request("memory", 1), PB)
+def test_the_memory_limiter_pushes_back_and_lets_go_once_the_store_catches_up(start_gateway):
+    # 1 MiB: a few requests queued for a store that is down fill it.
+    gw = start_gateway({"limits": {"max_memory_mib": 1}}, faults=True)
+    gw.fault("store-down")
+    codes = [send_http(gw, "memory", n) for n in range(200)]
+    assert 429 in codes, "the limiter never pushed back"
+    refused = codes.index(429)
+    code, headers, body = post(gw.http_url, "/v1/metrics", numbered_request("memory", 999), PB)
     assert code == 429 and "retry-after" in headers
-    assert "at its limit of 1 MiB" in status_pb2.Status.FromString(body).message
+    assert "of a 1 MiB memory limit" in status_pb2.Status.FromString(body).message
+    gw.clear_fault("store-down")
+    # Once the queue is stored the limiter lets go: it measures what it holds, not RSS.
+    assert wait_for(lambda: send_http(gw, "memory", 1000) == 200)
+    assert wait_for(lambda: set(per_request(gw, "memory")) >= set(range(refused)) | {1000})
 
 
 def test_redrive_without_a_running_gateway_inserts_directly(start_gateway):

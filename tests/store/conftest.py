@@ -9,13 +9,6 @@ from gateway.store.embedded import EmbeddedStore
 from gateway.store.server import ServerStore
 
 
-@pytest.fixture(scope="session")
-def embedded_path(tmp_path_factory):
-    # chDB holds one data directory per process: every in-process test shares it,
-    # each with its own database.
-    return tmp_path_factory.mktemp("chdb")
-
-
 def _server_url() -> str:
     url = os.environ.get("CLICKHOUSE_URL", "")
     if not url:

@@ -21,7 +21,7 @@ from aiohttp import web
 from gateway.config import AdminConfig, QueryConfig
 from gateway.errors import GatewayError, QueryRefused
 from gateway.pipeline import IngestPipeline
-from gateway.receivers import status
+from gateway.receivers import connections, status
 from gateway.store.base import RegionStore
 from gateway.store.reads import ReadLimits
 from gateway.store.regions import RegionStores
@@ -53,10 +53,8 @@ class AdminServer:
 
     async def start(self) -> None:
         # handler_cancellation: a client that goes away cancels its handler, and so its read.
-        self._runner = web.AppRunner(self.app(), access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        host, port = self.config.endpoint.rsplit(":", 1)
-        await web.TCPSite(self._runner, host.strip("[]"), int(port)).start()
+        self._runner = await connections.serve(self.app(), self.config.endpoint, self.config.connections, "admin",
+                                               handler_cancellation=True)
 
     async def cancel_reads(self) -> None:
         """Kill every running read (at shutdown: a read must not hold the process)."""

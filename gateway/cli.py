@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -37,6 +38,9 @@ def _load(path: Path | None) -> GatewayConfig:
 @click.group()
 def main() -> None:
     """Telemetry ingestion and normalization gateway."""
+    # Telemetry and the admin token are private: every file the gateway or the
+    # engine inside it creates is 0600, every directory 0700.
+    os.umask(0o077)
 
 
 @main.command("serve")
@@ -45,12 +49,19 @@ def serve_command(config_path: Path | None) -> None:
     """Run the gateway until SIGTERM or Ctrl-C."""
     config = _load(config_path)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    private_dir(config.store.path)
     try:
         asyncio.run(serve(config))
     except DataDirInUse as exc:
         raise click.ClickException(f"{exc}; is another gateway running? (`telemetry-gateway sql` works alongside it)") from None
     except (SchemaTooNew, StoreUnavailable, OSError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def private_dir(path: Path) -> None:
+    """The data directory, 0700 even if it was made earlier with wider rights."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
 
 
 @main.command("check-config")

@@ -51,11 +51,22 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ConnectionLimits(Model):
+    """Shared by every listener: how many connections, how long they may idle or dawdle."""
+
+    max_connections: int = Field(1024, gt=0)
+    # A connection with no request in progress is closed after this long.
+    idle_timeout: Seconds = 120.0
+    # A request (its body, for HTTP) must arrive within this long.
+    request_timeout: Seconds = 60.0
+
+
 class GrpcConfig(Model):
     enabled: bool = True
     # Localhost unless configured: exposing the port is an explicit decision.
     endpoint: Endpoint = "127.0.0.1:4317"
     max_recv_msg_size_mib: float = Field(4, gt=0, le=256)
+    connections: ConnectionLimits = ConnectionLimits()
 
 
 class HttpConfig(Model):
@@ -63,6 +74,7 @@ class HttpConfig(Model):
     endpoint: Endpoint = "127.0.0.1:4318"
     # OTLP/HTTP recommends 20 MiB, measured after decompression.
     max_request_body_mib: float = Field(20, gt=0, le=512)
+    connections: ConnectionLimits = ConnectionLimits()
 
 
 class OtlpConfig(Model):
@@ -73,6 +85,8 @@ class OtlpConfig(Model):
 class SyslogListener(Model):
     enabled: bool = False
     endpoint: Endpoint = "127.0.0.1:5140"
+    # TCP only.
+    connections: ConnectionLimits = ConnectionLimits()
 
 
 class SyslogConfig(Model):
@@ -289,6 +303,7 @@ class QueryConfig(Model):
 
 class AdminConfig(Model):
     endpoint: Endpoint = "127.0.0.1:9480"
+    connections: ConnectionLimits = ConnectionLimits(max_connections=64)
     query: QueryConfig = QueryConfig()
 
 

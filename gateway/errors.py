@@ -6,6 +6,7 @@
     │   └── StoreUnavailable      the store did not answer or failed transiently
     └── PermanentError            retrying the same request cannot help
         ├── BadRequest            malformed, wrong type, undecodable
+        ├── RequestTimeout        the request did not arrive in time
         ├── PayloadTooLarge       over the size limit, after decompression
         ├── UnsupportedMediaType  Content-Type or Content-Encoding we do not read
         ├── StoreRejected         the store refused the data itself
@@ -62,4 +63,8 @@ class QueryRefused(PermanentError):
 
 
 class QueryFailed(PermanentError):
+    pass
+
+
+class RequestTimeout(PermanentError):
     pass

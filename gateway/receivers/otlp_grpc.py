@@ -55,8 +55,14 @@ class OtlpGrpcReceiver:
 
     async def start(self) -> None:
         limit = int(self.config.max_recv_msg_size_mib * MIB)
+        c = self.config.connections
+        # gRPC has no cap on connections; it caps RPCs in flight (more get RESOURCE_EXHAUSTED)
+        # and closes connections idle past max_connection_idle.
         self._server = grpc.aio.server(
-            options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)],
+            options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0),
+                     ("grpc.max_connection_idle_ms", int(c.idle_timeout * 1000)),
+                     ("grpc.max_concurrent_streams", 100)],
+            maximum_concurrent_rpcs=c.max_connections,
         )
         handlers = [
             grpc.method_handlers_generic_handler(service, {"Export": grpc.unary_unary_rpc_method_handler(self._handler(signal))})

@@ -15,11 +15,12 @@ from aiohttp import web
 from google.rpc import status_pb2
 
 from gateway.config import HttpConfig
-from gateway.errors import BadRequest, GatewayError, UnsupportedMediaType
+from gateway.errors import BadRequest, GatewayError, RequestTimeout, UnsupportedMediaType
 from gateway.pipeline import IngestPipeline, IngestReport
 from gateway.receivers import status
 from gateway.receivers.responses import export_response
-from gateway.receivers.body import decompress, too_large
+from gateway.receivers import connections
+from gateway.receivers.body import decompress
 from gateway.receivers.jsonlines import JsonLinesRoute
 from gateway.receivers.otlp_json import json_to_protobuf, response_json
 from gateway.receivers.remote_write import RemoteWriteRoute
@@ -57,10 +58,8 @@ class OtlpHttpReceiver:
 
     async def start(self) -> None:
         # auto_decompress off: we decompress ourselves, with the limit applied.
-        self._runner = web.AppRunner(self.app(), auto_decompress=False, access_log=None)
-        await self._runner.setup()
-        host, port = self.config.endpoint.rsplit(":", 1)
-        await web.TCPSite(self._runner, host.strip("[]"), int(port)).start()
+        self._runner = await connections.serve(self.app(), self.config.endpoint, self.config.connections, "OTLP/HTTP",
+                                               auto_decompress=False)
         log.info("OTLP/HTTP listening on %s", self.config.endpoint)
 
     async def shutdown(self) -> None:
@@ -98,17 +97,7 @@ class OtlpHttpReceiver:
         return json_to_protobuf(signal, body) if content_type == JSON else body
 
     async def _read(self, request: web.Request) -> bytes:
-        if request.content_length is not None and request.content_length > self.limit:
-            raise too_large(self.limit)
-        chunks, size = [], 0
-        async for chunk in request.content.iter_chunked(256 * 1024):
-            size += len(chunk)
-            if size > self.limit:
-                raise too_large(self.limit)
-            chunks.append(chunk)
-        if request.content_length is not None and size != request.content_length:
-            raise BadRequest("request body is shorter than its Content-Length")
-        return b"".join(chunks)
+        return await connections.read_body(request, self.limit, self.config.connections.request_timeout)
 
     def _error(self, exc: GatewayError, content_type: str) -> web.Response:
         code = status.http_status(exc)
@@ -119,4 +108,7 @@ class OtlpHttpReceiver:
             headers["Retry-After"] = str(max(1, round(wait)))
         if code >= 500 and not exc.retryable:
             log.warning("request failed permanently: %s", exc)
-        return web.Response(status=code, body=_encode(body, content_type), content_type=content_type, headers=headers)
+        response = web.Response(status=code, body=_encode(body, content_type), content_type=content_type, headers=headers)
+        if isinstance(exc, RequestTimeout):
+            response.force_close()  # do not wait for the rest of a body that is not coming
+        return response

@@ -7,7 +7,7 @@ import asyncio
 
 from aiohttp import web
 
-from gateway.errors import GatewayError, UnsupportedMediaType
+from gateway.errors import GatewayError, RequestTimeout, UnsupportedMediaType
 from gateway.pipeline import IngestPipeline, IngestReport
 from gateway.receivers import status
 from gateway.telemetry import Telemetry
@@ -42,7 +42,10 @@ class BodyRoute:
             report = await self.pipeline.ingest(self.name, body, f"{self.name}:{request.remote or 'unknown'}")
         except GatewayError as exc:
             self.telemetry.request("http", self.name, type(exc).__name__)
-            return self.error(exc)
+            response = self.error(exc)
+            if isinstance(exc, RequestTimeout):
+                response.force_close()  # do not wait for the rest of a body that is not coming
+            return response
         self.telemetry.request("http", self.name, "partial" if report.message else "ok")
         return self.answer(report)
 

@@ -16,6 +16,7 @@ GRPC_CODES: dict[type[errors.GatewayError], grpc.StatusCode] = {
     errors.Throttled: grpc.StatusCode.UNAVAILABLE,  # Retryable, with RetryInfo
     errors.StoreUnavailable: grpc.StatusCode.UNAVAILABLE,  # Retryable, with RetryInfo
     errors.BadRequest: grpc.StatusCode.INVALID_ARGUMENT,  # Not retryable
+    errors.RequestTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,  # Retryable
     errors.PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,  # Not retryable (no RetryInfo)
     errors.UnsupportedMediaType: grpc.StatusCode.INVALID_ARGUMENT,  # Not retryable
     errors.StoreRejected: grpc.StatusCode.INTERNAL,  # Not retryable
@@ -27,6 +28,7 @@ HTTP_STATUSES: dict[type[errors.GatewayError], int] = {
     errors.Throttled: 429,  # Retryable, with Retry-After
     errors.StoreUnavailable: 503,  # Retryable, with Retry-After
     errors.BadRequest: 400,  # Not retryable
+    errors.RequestTimeout: 408,  # Not retryable (the client sent too slowly)
     errors.PayloadTooLarge: 413,  # Not retryable
     errors.UnsupportedMediaType: 415,  # Not retryable
     errors.StoreRejected: 500,  # Not retryable

@@ -18,6 +18,7 @@ import logging
 from gateway.config import SyslogConfig
 from gateway.errors import GatewayError
 from gateway.pipeline import IngestPipeline
+from gateway.ratelog import RateLimitedLog
 from gateway.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class SyslogReceiver:
         self._udp: asyncio.DatagramTransport | None = None
         self._flusher: asyncio.Task | None = None
         self._connections: set[asyncio.Task] = set()
+        self._client_log = RateLimitedLog(log)
 
     @property
     def active(self) -> bool:
@@ -103,31 +105,40 @@ class SyslogReceiver:
             log.info("syslog UDP listening on %s", self.config.udp.endpoint)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        source = f"syslog-tcp:{writer.get_extra_info('peername', ('unknown',))[0]}"
+        limits = self.config.tcp.connections
+        if len(self._connections) >= limits.max_connections:
+            self._client_log.warning("busy", "syslog: %d connections open, refusing %s (max_connections)",
+                                     len(self._connections), source)
+            writer.close()
+            return
         task = asyncio.current_task()
         self._connections.add(task)
-        source = f"syslog-tcp:{writer.get_extra_info('peername', ('unknown',))[0]}"
         try:
-            await self._read_messages(reader, source)
+            await self._read_messages(reader, source, limits.idle_timeout)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
-        except FramingError as exc:
+        except TimeoutError:
+            self._client_log.warning("idle", "closing syslog connection from %s: idle for %gs", source, limits.idle_timeout)
+        except (FramingError, asyncio.LimitOverrunError) as exc:
             self.batcher.refuse("framing")
-            log.info("closing syslog connection from %s: %s", source, exc)
+            self._client_log.warning("framing", "closing syslog connection from %s: %s", source,
+                                     exc if isinstance(exc, FramingError) else "octet count is not a number")
         finally:
             self._connections.discard(task)
             writer.close()
 
-    async def _read_messages(self, reader: asyncio.StreamReader, source: str) -> None:
+    async def _read_messages(self, reader: asyncio.StreamReader, source: str, idle_s: float) -> None:
         while True:
-            first = await reader.read(1)
-            if not first:
-                return
-            if first.isdigit():
-                await self._octet_counted(reader, first, source)
-            elif first in b"\r\n":
-                continue
-            else:
-                await self._newline_framed(reader, first, source)
+            # Each message, from its first byte to its last, must arrive within idle_s.
+            async with asyncio.timeout(idle_s):
+                first = await reader.read(1)
+                if not first:
+                    return
+                if first.isdigit():
+                    await self._octet_counted(reader, first, source)
+                elif first not in b"\r\n":
+                    await self._newline_framed(reader, first, source)
 
     async def _octet_counted(self, reader: asyncio.StreamReader, first: bytes, source: str) -> None:
         digits = first + await reader.readuntil(b" ")

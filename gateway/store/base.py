@@ -22,6 +22,7 @@ from schema.migrations import bookkeeping_ddl, pending
 # (after Vector's clickhouse sink, which gives up on 117 "incorrect data").
 PERMANENT_CODES = frozenset({6, 16, 27, 36, 38, 41, 43, 44, 47, 53, 60, 62, 69, 70, 72, 81, 117, 130, 164, 386})
 _CODE = re.compile(r"Code: (\d+)")
+_TTL_DAYS = re.compile(r"\bTTL .*?toIntervalDay\((\d+)\)")
 _TOKEN = re.compile(r"^[0-9a-f]{8,64}$")
 
 
@@ -71,9 +72,22 @@ class RegionStore(ABC):
             for statement in migration.statements:
                 self.execute(statement)
             self.execute(f"INSERT INTO {ident(self.database)}.`schema_migrations` (version) VALUES ({migration.version})")
-        if self.retention_days:
-            for table in TABLES:
+        self._converge_retention()
+
+    def _converge_retention(self) -> None:
+        """Make each table's TTL what the config says now, including none.
+
+        Only a table whose TTL differs is altered: a TTL change rewrites parts."""
+        for table in TABLES:
+            current = self._ttl_days(table)
+            if current != self.retention_days:
                 self.execute(set_retention(self.database, table, self.retention_days))
+
+    def _ttl_days(self, table: Table) -> int:
+        out = self.execute("SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+                           {"db": self.database, "t": table.name})
+        match = _TTL_DAYS.search(_csv_string(out))
+        return int(match.group(1)) if match else 0
 
     def schema_version(self) -> int:
         out = self.execute(f"SELECT max(version) FROM {ident(self.database)}.`schema_migrations`")

@@ -104,3 +104,17 @@ def test_serve_refuses_a_store_written_by_a_newer_gateway(tmp_path):
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 1
     assert f"database 'telemetry' has schema version 999, but this gateway knows versions up to {latest_version()}" in result.stderr
+
+
+def test_data_and_spool_files_are_private(start_gateway):
+    gw = start_gateway({"spool": {"fsync": "batch"}})
+    data = gw.workdir / "data"
+    data.chmod(0o755)  # made wider by hand: the next start narrows it again
+    assert gw.stop() == 0
+    gw.start()
+    assert send(gw, "private_svc", [1.0])[0] == 200
+    assert gw.wait_rows("SELECT 1 FROM telemetry.metric_points WHERE service_name = 'private_svc'", 1)
+    assert data.stat().st_mode & 0o777 == 0o700
+    shared = [str(p) for p in data.rglob("*") if not p.is_symlink() and p.stat().st_mode & 0o077]
+    assert shared == []
+    assert any(data.glob("spool/segment-*.spool"))

@@ -117,6 +117,18 @@ def test_retention_sets_a_ttl(make_store):
     assert "TTL toDateTime(time) + toIntervalDay(30)" in ddl
 
 
+def test_retention_follows_the_config_at_each_start_back_to_none(make_store):
+    s = make_store(retention_days=7)
+    s.open()
+    for days in (30, 0, 0, 5):
+        s.retention_days = days
+        s.open()
+        for table in (LOGS, POINTS):
+            ddl = s.execute(f"SHOW CREATE TABLE `{s.database}`.{table.name}").decode()
+            assert ("TTL " in ddl) == bool(days), (days, ddl)
+            assert not days or f"toIntervalDay({days})" in ddl
+
+
 def test_errors_are_sorted_by_whether_a_retry_can_help():
     assert isinstance(classify(RuntimeError("Code: 117. DB::Exception: Incorrect data")), StoreRejected)
     assert isinstance(classify(RuntimeError("Code: 241. DB::Exception: Memory limit exceeded")), StoreUnavailable)

@@ -1,0 +1,71 @@
+"""Listeners bound what a connection may hold: idle and half-sent connections are closed,
+past the cap new ones get 503, and hostile bodies cannot stall the other listeners."""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import time
+import urllib.request
+
+import pytest
+
+from tests.receivers.otlp_requests import post
+
+pytestmark = pytest.mark.integration
+LIMITS = {"max_connections": 4, "idle_timeout": "1s", "request_timeout": "1s"}
+
+
+@pytest.fixture(scope="module")
+def tight(tmp_path_factory):
+    from tests.gateway_process import GatewayProcess
+
+    gw = GatewayProcess(tmp_path_factory.mktemp("tight"), {"receivers": {"otlp": {"http": {"connections": LIMITS}}}}).start()
+    yield gw
+    assert gw.stop() == 0
+
+
+def connect(gw) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", gw.http_port), timeout=10)
+    return sock
+
+
+def read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_an_idle_connection_is_closed(tight):
+    with connect(tight) as sock:
+        assert read_all(sock) == b""  # closed by the server, having sent nothing
+
+
+def test_a_body_shorter_than_its_content_length_gets_408(tight):
+    with connect(tight) as sock:
+        sock.sendall(b"POST /v1/metrics HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                     b"Content-Length: 10000000\r\n\r\n0123456789")
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 1s" in answer
+        read_all(sock)  # then the server closes the connection (else this times out)
+
+
+def test_past_the_connection_cap_new_connections_get_503_and_the_admin_listener_answers(tight):
+    held = [connect(tight) for _ in range(LIMITS["max_connections"])]
+    try:
+        time.sleep(0.2)
+        with connect(tight) as extra:
+            assert read_all(extra).startswith(b"HTTP/1.1 503")
+        with urllib.request.urlopen(tight.admin_url + "/healthz", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_a_gzip_body_of_many_members_is_refused_at_once(tight):
+    bomb = gzip.compress(b"") * 160_000
+    code, _, body = post(tight.http_url, "/v1/metrics", bomb,
+                         {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"})
+    assert code == 400 and b"more than 64 members" in body

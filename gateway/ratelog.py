@@ -19,7 +19,7 @@ class RateLimitedLog:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def log(self, level: int, kind: str, message: str, *args, exc_info: bool = False) -> None:
+    def log(self, level: int, kind: str, message: str, *args, exc_info: bool | BaseException = False) -> None:
         now = time.monotonic()
         if now - self._last.get(kind, -self.interval_s) < self.interval_s:
             self._suppressed[kind] = self._suppressed.get(kind, 0) + 1

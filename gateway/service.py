@@ -22,6 +22,7 @@ from gateway.config import GatewayConfig
 from gateway.pipeline import IngestPipeline
 from gateway.pollers.probe import Prober
 from gateway.pollers.scrape import ScrapePoller
+from gateway.ratelog import RateLimitedLog
 from gateway.receivers.otlp_grpc import OtlpGrpcReceiver
 from gateway.receivers.otlp_http import OtlpHttpReceiver
 from gateway.receivers.syslog import SyslogReceiver
@@ -96,11 +97,24 @@ class Gateway:
         log.info("stopped")
 
 
+def _quiet_loop_errors(limited: RateLimitedLog):
+    """asyncio reports accept() failures (EMFILE at the descriptor limit) once per
+    attempt, with a traceback: one line per kind per interval instead."""
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        error = context.get("exception")
+        kind = f"{context.get('message', '')}:{type(error).__name__}"
+        limited.log(logging.ERROR, kind, "event loop: %s", context.get("message", "error"), exc_info=error or False)
+
+    return handle
+
+
 async def serve(config: GatewayConfig) -> None:
     """Run until SIGTERM or SIGINT, then shut down cleanly."""
     gateway = Gateway(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_quiet_loop_errors(RateLimitedLog(log)))
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:

@@ -56,6 +56,12 @@ def check_ids(trace_id: str, span_id: str) -> None:
 
 
 def _fact(span: dict) -> SpanFact | None:
+    """The span's RED fact, None for spans that do not handle a request; every span
+    is checked first, so a malformed client span is refused (and counted) too."""
+    trace_id = str(span["traceId"]).lower()
+    check_ids(trace_id, str(span["id"]).lower())
+    start = int(span["timestamp"]) * US
+    end = start + int(span.get("duration", 0)) * US
     kind = span.get("kind")
     if kind not in ("SERVER", "CONSUMER") and not (kind is None and not span.get("parentId")):
         return None
@@ -63,13 +69,9 @@ def _fact(span: dict) -> SpanFact | None:
     status_tag = next((k for k in HTTP_STATUS_TAGS if k in tags), None)
     http = str(tags[status_tag]) if status_tag else None
     failed = "error" in tags or tags.get("otel.status_code") == "ERROR"
-    start = int(span["timestamp"]) * US
-    trace_id = str(span["traceId"]).lower()
-    check_ids(trace_id, str(span["id"]).lower())
     service = (span.get("localEndpoint") or {}).get("serviceName") or "unknown_service"
     operation = tags.get("http.route") or span.get("name") or "unknown"
-    return SpanFact(service, operation, status_class(http, failed), is_error(http, failed),
-                    start, start + int(span.get("duration", 0)) * US, trace_id)
+    return SpanFact(service, operation, status_class(http, failed), is_error(http, failed), start, end, trace_id)
 
 
 KINDS = {"SERVER": "server", "CLIENT": "client", "PRODUCER": "producer", "CONSUMER": "consumer"}

@@ -101,13 +101,16 @@ def _finish(records: _Records, origins: Origins, ctx: IngestContext, outcome: Ou
     effective, flags = _effective_time(times(records.time), times(records.observed), ctx.received_ns)
     masks = window_masks(effective, ctx.window, ctx.received_ns, "log time")
     masks.update(index_masks(n, records.bad))
+    severity = np.asarray(records.severity, np.int64)
+    masks["severity_number is outside 0..24"] = (severity < 0) | (severity > 24)
     keep = apply_rejections(n, masks, outcome)
     attributes, _ = records.sets.map_column(records.attr_ids)
     origin_cols, _ = origins.columns(np.asarray(records.origin, np.int32))
     cols: dict[str, pa.Array] = {
         "time": time_array(effective),
         "observed_time": time_array(times(records.observed)),
-        "severity_number": pa.array(records.severity, pa.uint8()),
+        # Out-of-range severities are refused above; clip so the column can be built before filtering.
+        "severity_number": pa.array(np.clip(severity, 0, 24).astype(np.uint8)),
         "record_flags": pa.array(records.flags, pa.uint32()),
         "attributes": attributes,
         "quality_flags": flags_column(n, flags),

@@ -253,7 +253,8 @@ class ScrapePoller:
                 if len(body) > limit:
                     raise ScrapeFailed(f"body over {limit} bytes")
             content_type = response.headers.get("Content-Type", "")
-        scraped = parse(body.decode("utf-8"), content_type, scrape_ms)
+        # Off the event loop: the text parser is pure Python and a body may be 16 MiB.
+        scraped = await asyncio.to_thread(parse, body.decode("utf-8"), content_type, scrape_ms)
         if len(scraped.samples) > self.config.sample_limit:
             raise ScrapeFailed(f"{len(scraped.samples)} samples, over the sample limit {self.config.sample_limit}")
         if not self._budget.take(len(scraped.samples)):

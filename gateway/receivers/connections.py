@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 
 from gateway.config import ConnectionLimits
 from gateway.errors import BadRequest, RequestTimeout
@@ -25,6 +25,7 @@ from gateway.receivers.body import too_large
 from gateway.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
+_client_log = RateLimitedLog(log)
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\n"
          b"Connection: close\r\nContent-Length: 36\r\n\r\ntoo many connections; retry later\r\n\r\n")
 
@@ -75,7 +76,12 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
         async with asyncio.timeout(timeout_s):
             body = await _read(request, limit)
     except TimeoutError:
+        _client_log.warning("slow", "%s %s: body not received within %gs", request.remote, request.path, timeout_s)
         raise RequestTimeout(f"the request body did not arrive within {timeout_s:g}s") from None
+    except (ConnectionError, ClientPayloadError) as exc:
+        # The answer cannot reach a client that left; it is for the log and the request counter.
+        _client_log.warning("gone", "%s %s: client went away mid-body (%s)", request.remote, request.path, exc)
+        raise BadRequest("the client closed the connection before sending the whole body") from None
     if request.content_length is not None and len(body) != request.content_length:
         raise BadRequest("request body is shorter than its Content-Length")
     return body

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import socket
+import threading
 import time
 import urllib.request
 
@@ -69,3 +70,29 @@ def test_a_gzip_body_of_many_members_is_refused_at_once(tight):
     code, _, body = post(tight.http_url, "/v1/metrics", bomb,
                          {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"})
     assert code == 400 and b"more than 64 members" in body
+
+
+def test_listeners_answer_while_a_large_request_is_decoded(gateway):
+    from tests.receivers.otlp_requests import gauge_request
+
+    points = [{"value": float(i), "attrs": {"i": str(i), "k": "v" * 20}} for i in range(250_000)]
+    body = gauge_request("big_request", points).SerializeToString()
+    answered_during: list[float] = []
+    result: dict = {}
+
+    def big() -> None:
+        result["answer"] = post(gateway.http_url, "/v1/metrics", body, {"Content-Type": "application/x-protobuf"})
+
+    sender = threading.Thread(target=big)
+    sender.start()
+    while sender.is_alive():
+        try:
+            with urllib.request.urlopen(gateway.admin_url + "/healthz", timeout=30) as r:
+                if r.status == 200 and sender.is_alive():
+                    answered_during.append(time.monotonic())
+        except OSError:
+            pass
+        time.sleep(0.05)
+    assert result["answer"][0] == 200
+    # The decode runs off the event loop, so /healthz kept answering while it ran.
+    assert len(answered_during) >= 3

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import resource
 import sys
 import urllib.error
 import urllib.request
@@ -50,12 +51,21 @@ def serve_command(config_path: Path | None) -> None:
     config = _load(config_path)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     private_dir(config.store.path)
+    _raise_file_limit()
     try:
         asyncio.run(serve(config))
     except DataDirInUse as exc:
         raise click.ClickException(f"{exc}; is another gateway running? (`telemetry-gateway sql` works alongside it)") from None
     except (SchemaTooNew, StoreUnavailable, OSError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _raise_file_limit() -> None:
+    """Every connection is a descriptor: take the hard limit, as Go servers do, so the
+    listeners' max_connections (not a low soft limit) is what bounds them."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def private_dir(path: Path) -> None:

@@ -107,7 +107,7 @@ def test_json_lines_over_http(gateway):
     code, _, body = post(gateway.http_url, "/v1/logs/jsonl", "\n".join(lines).encode(), {"Content-Type": "application/x-ndjson"})
     assert code == 200
     assert json.loads(body) == {"accepted": 1, "rejected": 1,
-                                "message": "1 lines rejected: line is not a JSON log object (JSONDecodeError); "
+                                "message": "1 lines rejected: line is not valid JSON; "
                                            "1 lines kept with a quality flag: time_from_received"}
     rows = gateway.wait_rows(f"SELECT body, severity_number, attributes FROM telemetry.log_records WHERE service_name = '{service}'", 1)
     assert rows == [{"body": "slow query", "severity_number": 13, "attributes": {"ms": "812"}}]

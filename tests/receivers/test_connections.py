@@ -96,3 +96,18 @@ def test_listeners_answer_while_a_large_request_is_decoded(gateway):
     assert result["answer"][0] == 200
     # The decode runs off the event loop, so /healthz kept answering while it ran.
     assert len(answered_during) >= 3
+
+
+def test_clients_that_leave_mid_body_cost_one_warning_line_not_tracebacks(tight):
+    for _ in range(20):
+        with connect(tight) as sock:
+            sock.sendall(b"POST /v1/metrics HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                         b"Content-Length: 1000\r\n\r\n0123456789")
+            time.sleep(0.05)
+    with urllib.request.urlopen(tight.admin_url + "/healthz", timeout=5) as r:
+        assert r.status == 200
+    time.sleep(0.5)
+    log = tight.log()
+    assert "WARNING gateway.receivers.connections" in log and "client went away mid-body" in log
+    assert log.count("client went away mid-body") <= 2  # rate-limited: one line per interval
+    assert "Traceback" not in log and " ERROR " not in log

@@ -95,9 +95,9 @@ def test_a_batch_of_the_wrong_shape_is_rejected_permanently(store):
         ("INSERT INTO t VALUES (1)", "only read statements"),
         ("DROP DATABASE system", "only read statements"),
         ("SELECT 1; DROP TABLE x", "not one valid SQL statement"),
-        ("SELECT * FROM file('/etc/passwd', 'LineAsString')", "readonly"),
-        ("SELECT 1 INTO OUTFILE '/tmp/gateway-test-out'", "INTO OUTFILE is not allowed"),
-        ("SELECT 1 SETTINGS readonly = 0", "readonly"),
+        ("SELECT * FROM file('/etc/passwd', 'LineAsString')", "table function file"),
+        ("SELECT 1 INTO OUTFILE '/tmp/gateway-test-out'", "INTO OUTFILE"),
+        ("SELECT 1 SETTINGS readonly = 0", "a SETTINGS clause is not allowed"),
     ],
 )
 def test_the_read_path_refuses_anything_but_one_read(store, sql, message):

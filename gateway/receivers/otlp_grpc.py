@@ -56,10 +56,12 @@ class OtlpGrpcReceiver:
     async def start(self) -> None:
         limit = int(self.config.max_recv_msg_size_mib * MIB)
         c = self.config.connections
-        # gRPC has no cap on connections; it caps RPCs in flight (more get RESOURCE_EXHAUSTED)
-        # and closes connections idle past max_connection_idle.
+        # Connections past the cap are closed before the handshake; one that does not finish its
+        # handshake within request_timeout, or has no RPC for idle_timeout, is closed too.
         self._server = grpc.aio.server(
             options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0),
+                     ("grpc.max_allowed_incoming_connections", c.max_connections),
+                     ("grpc.server_handshake_timeout_ms", int(c.request_timeout * 1000)),
                      ("grpc.max_connection_idle_ms", int(c.idle_timeout * 1000)),
                      ("grpc.max_concurrent_streams", 100)],
             maximum_concurrent_rpcs=c.max_connections,

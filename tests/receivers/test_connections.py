@@ -63,6 +63,16 @@ def test_past_the_connection_cap_new_connections_get_503_and_the_admin_listener_
     finally:
         for sock in held:
             sock.close()
+    # The server notices the closed connections and takes new ones again.
+    from tests.durability.test_durability import wait_for
+
+    assert wait_for(lambda: _status(tight) != 503, timeout=10)
+
+
+def _status(gw) -> int:
+    with connect(gw) as sock:
+        sock.sendall(b"GET /v1/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        return int(read_all(sock).split()[1])
 
 
 def test_a_gzip_body_of_many_members_is_refused_at_once(tight):
@@ -111,3 +121,25 @@ def test_clients_that_leave_mid_body_cost_one_warning_line_not_tracebacks(tight)
     assert "WARNING gateway.receivers.connections" in log and "client went away mid-body" in log
     assert log.count("client went away mid-body") <= 2  # rate-limited: one line per interval
     assert "Traceback" not in log and " ERROR " not in log
+
+
+def test_grpc_closes_silent_connections_and_caps_them(start_gateway):
+    limits = {"max_connections": 3, "idle_timeout": "1s", "request_timeout": "1s"}
+    gw = start_gateway({"receivers": {"otlp": {"grpc": {"connections": limits}}}})
+    held = [socket.create_connection(("127.0.0.1", gw.grpc_port), timeout=15) for _ in range(3)]
+    try:
+        # A fourth connection past the cap is closed at once; the held ones, silent, after the handshake timeout.
+        with socket.create_connection(("127.0.0.1", gw.grpc_port), timeout=15) as extra:
+            assert read_all(extra) == b""  # closed before any handshake
+        for sock in held:
+            data = read_all(sock)  # GOAWAY, then closed
+            assert b"handshake timeout" in data or b"connection idle" in data
+    finally:
+        for sock in held:
+            sock.close()
+    import grpc
+
+    from tests.durability.test_durability import METRICS, numbered_request
+
+    with grpc.insecure_channel(gw.grpc_endpoint) as channel:
+        assert channel.unary_unary(METRICS)(numbered_request("after_cap", 1), timeout=30) == b""

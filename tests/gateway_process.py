@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -32,9 +33,11 @@ def deep_merge(base: dict, extra: dict) -> dict:
 
 
 class GatewayProcess:
-    def __init__(self, workdir: Path, overrides: dict | None = None, faults: bool = False) -> None:
+    def __init__(self, workdir: Path, overrides: dict | None = None, faults: bool = False,
+                 fd_limit: int | None = None) -> None:
         self.workdir = workdir
         self.faults = faults
+        self.fd_limit = fd_limit  # RLIMIT_NOFILE (soft and hard) of the gateway process
         self.grpc_port, self.http_port, self.admin_port = free_port(), free_port(), free_port()
         config = {
             "receivers": {"otlp": {
@@ -71,9 +74,11 @@ class GatewayProcess:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         if self.faults:
             env["TELEMETRY_GATEWAY_FAULTS"] = "1"
+        limit = self.fd_limit
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config_path)],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
+            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))) if limit else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -143,3 +143,45 @@ def test_grpc_closes_silent_connections_and_caps_them(start_gateway):
 
     with grpc.insecure_channel(gw.grpc_endpoint) as channel:
         assert channel.unary_unary(METRICS)(numbered_request("after_cap", 1), timeout=30) == b""
+
+
+def test_at_the_descriptor_limit_accept_errors_are_logged_once_and_the_gateway_recovers(tmp_path):
+    from tests.gateway_process import GatewayProcess
+    from tests.durability.test_durability import send_http
+
+    gw = GatewayProcess(tmp_path, fd_limit=400).start()
+    try:
+        flood = []
+        for _ in range(600):
+            try:
+                flood.append(socket.create_connection(("127.0.0.1", gw.http_port), timeout=2))
+            except OSError:
+                break  # the backlog is full: the gateway has run out of descriptors
+        time.sleep(3)
+        for sock in flood:
+            sock.close()
+        time.sleep(1)
+        assert send_http(gw, "after_flood", 1) == 200
+    finally:
+        assert gw.stop() == 0
+    log = gw.log()
+    assert "Too many open files" in log
+    assert log.count("socket.accept() out of system resource") <= 2  # not one per attempt
+
+
+def test_a_client_sending_its_headers_a_byte_at_a_time_is_closed(tight):
+    with connect(tight) as sock:
+        sock.settimeout(1)
+        closed = False
+        for byte in b"POST /v1/metrics HTTP/1.1\r\nHost: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n":
+            try:
+                sock.sendall(bytes([byte]))
+                closed = sock.recv(1) == b""
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+            if closed:
+                break
+            time.sleep(0.2)
+    assert closed, "the server waited for the headers as long as the client kept sending"

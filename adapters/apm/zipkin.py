@@ -55,6 +55,11 @@ def check_ids(trace_id: str, span_id: str) -> None:
             raise ValueError(f"id {text[:40]!r} is not 1-{longest} hex digits, not all zero")
 
 
+def service_of(span: dict) -> str:
+    # JSON may put any type here; the attribute registry holds text only.
+    return str((span.get("localEndpoint") or {}).get("serviceName") or "unknown_service")
+
+
 def _fact(span: dict) -> SpanFact | None:
     """The span's RED fact, None for spans that do not handle a request; every span
     is checked first, so a malformed client span is refused (and counted) too."""
@@ -69,8 +74,8 @@ def _fact(span: dict) -> SpanFact | None:
     status_tag = next((k for k in HTTP_STATUS_TAGS if k in tags), None)
     http = str(tags[status_tag]) if status_tag else None
     failed = "error" in tags or tags.get("otel.status_code") == "ERROR"
-    service = (span.get("localEndpoint") or {}).get("serviceName") or "unknown_service"
-    operation = tags.get("http.route") or span.get("name") or "unknown"
+    service = service_of(span)
+    operation = str(tags.get("http.route") or span.get("name") or "unknown")
     return SpanFact(service, operation, status_class(http, failed), is_error(http, failed), start, end, trace_id)
 
 
@@ -88,7 +93,7 @@ def spans_to_arrow(spans: list, ctx: IngestContext, sets: AttributeSets) -> Adap
             ids = [str(span.get(key) or "").lower() for key in ("traceId", "id", "parentId")]
             check_ids(ids[0], ids[1])
             bytes.fromhex(ids[2])
-            service = (span.get("localEndpoint") or {}).get("serviceName") or "unknown_service"
+            service = service_of(span)
             failed = "error" in tags or tags.get("otel.status_code") == "ERROR"
             text = (*ids, str(span.get("name") or ""), KINDS.get(span.get("kind"), "unspecified"),
                     "error" if failed else "unset", tags.get("error", ""), "zipkin", "")

@@ -183,6 +183,9 @@ class AttributeSets:
         found = self.ids.get(key)
         if found is not None:
             return found
+        if not all(type(k) is str and type(v) is str for k, v in labels.items()):
+            # One non-text value would break every later batch built from this shared registry.
+            return self.id_of_labels({str(k): str(v) for k, v in labels.items()})
         new = len(self.keys)
         self.keys.append(tuple(k for k, _ in key[1:]))
         self.values.append(tuple(v for _, v in key[1:]))

@@ -158,3 +158,18 @@ def test_invalid_points_are_refused_each_with_its_reason(gateway):
         assert reason in answer.partial_success.error_message
     rows = gateway.wait_rows("SELECT metric_name FROM telemetry.metric_points WHERE service_name = 'hostile-metrics'", 1)
     assert rows == [{"metric_name": "h"}]
+
+
+def test_a_zipkin_service_name_that_is_not_text_does_not_poison_later_requests(gateway):
+    # Found by the fuzzer: a number as serviceName entered the shared attribute registry
+    # and every later batch failed to build.
+    now_us = time.time_ns() // 1000
+    span = {"traceId": "a" * 32, "id": "d" * 16, "name": 7, "kind": "SERVER", "timestamp": now_us, "duration": 5,
+            "localEndpoint": {"serviceName": 9}}
+    assert post(gateway.http_url, "/api/v2/spans", json.dumps([span]).encode(), JSON_HEADERS)[0] == 202
+    service = unique("after_zipkin")
+    span = dict(span, id="e" * 16, localEndpoint={"serviceName": service})
+    assert post(gateway.http_url, "/api/v2/spans", json.dumps([span]).encode(), JSON_HEADERS)[0] == 202
+    assert gateway.wait_rows(f"SELECT 1 FROM telemetry.metric_points WHERE service_name = '{service}'", 3)
+    assert gateway.wait_rows("SELECT operation FROM (SELECT attributes['operation'] AS operation FROM "
+                             "telemetry.metric_points WHERE service_name = '9')", 3)[0] == {"operation": "7"}

@@ -128,6 +128,9 @@ SOURCES = st.one_of(
     st.tuples(st.just("remote_write"), remote_write_request()),
     st.tuples(st.just("jsonlines"), st.lists(st.sampled_from([b'{"msg":"x","level":"warn"}', b'{"message":1e3}', b"not json"]),
                                              min_size=1, max_size=3).map(b"\n".join)),
+    st.tuples(st.just("syslog"), st.lists(st.tuples(st.integers(0, 191), st.text(max_size=30)).map(
+        lambda p: f"<{p[0]}>1 {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} host app - - - {p[1]}".encode()),
+        min_size=1, max_size=3)),
     st.tuples(st.just("scrape"), st.lists(VALUES, min_size=1, max_size=3)),
     st.tuples(st.just("probe"), st.floats(0, 10)),
 )

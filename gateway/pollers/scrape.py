@@ -81,7 +81,7 @@ def parse(body: str, content_type: str, scrape_ms: int) -> _Scraped:
                 ts = scrape_ms if s.timestamp is None else int(float(s.timestamp) * 1000)
                 name = family.name if family.name in plain_counters and s.name == family.name + "_total" else s.name
                 out.samples.append(Sample(name, dict(s.labels), float(s.value), ts))
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
         raise ScrapeFailed(f"unparsable exposition: {exc}") from None
     return out
 

@@ -52,3 +52,14 @@ def test_file_sd_groups(tmp_path):
         Target("http://10.0.0.2:9100/metrics", "node", (("dc", "x"),)),
         Target("https://10.0.0.3:443/m", "edge", ()),
     ]
+
+
+def test_a_sample_timestamp_past_float_range_fails_the_scrape_with_a_reason():
+    # Found by the fuzzer: `Inf` and 1e400 as timestamps raised OverflowError out of the poller.
+    import pytest
+
+    from gateway.pollers.scrape import ScrapeFailed
+
+    for stamp in ("Inf", "1e400"):
+        with pytest.raises(ScrapeFailed, match="unparsable exposition"):
+            parse(f"# TYPE temp gauge\ntemp 21.5 {stamp}\n", "text/plain; version=0.0.4", 1)

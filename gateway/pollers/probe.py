@@ -21,6 +21,7 @@ from adapters.probes import ProbeResult, add_probe
 from gateway.config import ProbeTarget, ProbesConfig
 from gateway.errors import GatewayError
 from gateway.pipeline import IngestPipeline
+from gateway.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class Prober:
         self.config = config
         self.location = location
         self.pipeline = pipeline
+        self._errors = RateLimitedLog(log)
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
@@ -66,12 +68,15 @@ class Prober:
     async def _loop(self, target: ProbeTarget) -> None:
         while True:
             started = time.monotonic()
-            result = await self.probe(target)
             try:
+                result = await self.probe(target)
                 await self.pipeline.ingest_samples([], lambda _: None, "probe", f"probe:{self.location}",
                                                    extra=lambda rows: add_probe(rows, result, "probes"))
             except GatewayError as exc:
                 log.warning("probe result for %s not kept: %s", target.target, exc)
+            except Exception:  # a bug must not end this probe for good: log it, go on
+                self._errors.log(logging.ERROR, target.target, "probing %s failed unexpectedly", target.target,
+                                 exc_info=True)
             await asyncio.sleep(max(0.0, self.config.interval - (time.monotonic() - started)))
 
     async def probe(self, target: ProbeTarget) -> ProbeResult:

@@ -32,6 +32,7 @@ from adapters.prometheus.families import FamilyInfo, Sample
 from gateway.config import ScrapeConfig
 from gateway.errors import GatewayError
 from gateway.pipeline import IngestPipeline
+from gateway.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
@@ -132,6 +133,7 @@ class _SampleBudget:
 class ScrapePoller:
     def __init__(self, config: ScrapeConfig, pipeline: IngestPipeline, location: str = "") -> None:
         self.config = config
+        self._errors = RateLimitedLog(log)
         self.location = location
         self.pipeline = pipeline
         self._tasks: dict[Target, asyncio.Task] = {}
@@ -204,7 +206,10 @@ class ScrapePoller:
         next_at = time.monotonic() + self._offset(target)
         while True:
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-            await self.scrape_once(target)
+            try:
+                await self.scrape_once(target)
+            except Exception:  # a bug must not end this target's scraping for good: log it, go on
+                self._errors.log(logging.ERROR, target.url, "scraping %s failed unexpectedly", target.url, exc_info=True)
             jitter = random.uniform(-self.config.jitter, self.config.jitter) * interval
             next_at = max(next_at + interval + jitter, time.monotonic())
 

@@ -63,3 +63,30 @@ def test_a_sample_timestamp_past_float_range_fails_the_scrape_with_a_reason():
     for stamp in ("Inf", "1e400"):
         with pytest.raises(ScrapeFailed, match="unparsable exposition"):
             parse(f"# TYPE temp gauge\ntemp 21.5 {stamp}\n", "text/plain; version=0.0.4", 1)
+
+
+def test_a_target_loop_survives_an_unexpected_error_and_says_so(caplog):
+    import asyncio
+
+    from gateway.config import ScrapeConfig
+    from gateway.pollers.scrape import ScrapePoller
+
+    poller = ScrapePoller(ScrapeConfig(interval=0.05, timeout=0.05, jitter=0), pipeline=None)
+    calls = []
+
+    async def flaky(target):
+        calls.append(target)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the first scrape")
+
+    poller.scrape_once = flaky
+
+    async def run():
+        task = asyncio.get_running_loop().create_task(poller._loop(Target("http://127.0.0.1:9/metrics")))
+        while len(calls) < 3:
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    asyncio.run(asyncio.wait_for(run(), 10))
+    assert len(calls) >= 3
+    assert "scraping http://127.0.0.1:9/metrics failed unexpectedly" in caplog.text and "a bug in the first scrape" in caplog.text

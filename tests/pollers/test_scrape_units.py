@@ -82,7 +82,7 @@ def test_a_target_loop_survives_an_unexpected_error_and_says_so(caplog):
     poller.scrape_once = flaky
 
     async def run():
-        task = asyncio.get_running_loop().create_task(poller._loop(Target("http://127.0.0.1:9/metrics")))
+        task = asyncio.get_running_loop().create_task(poller._loop(Target("http://127.0.0.1:9/metrics", "job")))
         while len(calls) < 3:
             await asyncio.sleep(0.01)
         task.cancel()

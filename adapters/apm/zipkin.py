@@ -47,12 +47,16 @@ def span_facts(spans: list) -> tuple[list[SpanFact], int]:
     return facts, refused
 
 
-def check_ids(trace_id: str, span_id: str) -> None:
-    """Hex ids of up to 32 digits (trace) and 16 (span), not all zero, or ValueError.
-    Shorter ids are allowed: Zipkin pads them with zeros on the left."""
-    for text, longest in ((trace_id, 32), (span_id, 16)):
-        if not 0 < len(text) <= longest or int(text, 16) == 0 or text.strip() != text or not text.isalnum():
-            raise ValueError(f"id {text[:40]!r} is not 1-{longest} hex digits, not all zero")
+_HEX = frozenset("0123456789abcdef")
+
+
+def zipkin_id(value, longest: int) -> str:
+    """A Zipkin id as lowercase hex, left-padded with zeros as Zipkin does (to 16 digits,
+    or 32 for a longer trace id); ValueError unless 1-`longest` hex digits, not all zero."""
+    text = str(value).lower()
+    if not 0 < len(text) <= longest or not _HEX.issuperset(text) or not text.strip("0"):
+        raise ValueError(f"id {text[:40]!r} is not 1-{longest} hex digits, not all zero")
+    return text.rjust(16 if len(text) <= 16 else 32, "0")
 
 
 def service_of(span: dict) -> str:
@@ -63,8 +67,8 @@ def service_of(span: dict) -> str:
 def _fact(span: dict) -> SpanFact | None:
     """The span's RED fact, None for spans that do not handle a request; every span
     is checked first, so a malformed client span is refused (and counted) too."""
-    trace_id = str(span["traceId"]).lower()
-    check_ids(trace_id, str(span["id"]).lower())
+    trace_id = zipkin_id(span["traceId"], 32)
+    zipkin_id(span["id"], 16)
     start = int(span["timestamp"]) * US
     end = start + int(span.get("duration", 0)) * US
     kind = span.get("kind")
@@ -90,9 +94,9 @@ def spans_to_arrow(spans: list, ctx: IngestContext, sets: AttributeSets) -> Adap
         try:
             tags = {str(k): str(v) for k, v in (span.get("tags") or {}).items()}
             start = int(span["timestamp"]) * US
-            ids = [str(span.get(key) or "").lower() for key in ("traceId", "id", "parentId")]
-            check_ids(ids[0], ids[1])
-            bytes.fromhex(ids[2])
+            end = start + int(span.get("duration", 0)) * US
+            parent = span.get("parentId")
+            ids = [zipkin_id(span["traceId"], 32), zipkin_id(span["id"], 16), zipkin_id(parent, 16) if parent else ""]
             service = service_of(span)
             failed = "error" in tags or tags.get("otel.status_code") == "ERROR"
             text = (*ids, str(span.get("name") or ""), KINDS.get(span.get("kind"), "unspecified"),
@@ -100,6 +104,6 @@ def spans_to_arrow(spans: list, ctx: IngestContext, sets: AttributeSets) -> Adap
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
             outcome.reject("span not stored: not a valid Zipkin v2 span")
             continue
-        rows.add(start, start + int(span.get("duration", 0)) * US, text,
+        rows.add(start, end, text,
                  sets.id_of_labels(tags), sets.id_of_labels({"service.name": service}))
     return rows.finish(ctx, outcome)

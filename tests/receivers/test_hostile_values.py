@@ -94,6 +94,10 @@ def test_zipkin_far_timestamps_are_refused_and_a_mixed_list_is_answered_once(gat
     rows = gateway.wait_rows(f"SELECT value FROM telemetry.metric_points WHERE service_name = '{service}' "
                              "AND metric_name = 'apm.requests'", 1)
     assert rows == [{"value": 1}]
+    # Found by the fuzzer: a duration past float range (JSON 1e400 is infinity).
+    endless = b'[{"traceId": "' + b"a" * 32 + b'", "id": "f", "kind": "SERVER", "timestamp": 1, "duration": 1e400}]'
+    code, _, text = post(gateway.http_url, "/api/v2/spans", endless, JSON_HEADERS)
+    assert code == 202 and b"1 spans rejected" in text
 
 
 def test_json_lines_with_numbers_past_float_range(gateway):

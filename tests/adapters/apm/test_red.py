@@ -77,3 +77,16 @@ def test_zipkin_v2_spans():
 def test_spans_without_a_proper_end_are_refused():
     result, rows = rows_of([SpanFact("s", "op", "ok", False, 10, 0, "")])
     assert rows == {} and result.outcome.rejected == {"span end time is missing or before its start": 1}
+
+
+def test_zipkin_span_rows_refuse_endless_durations_and_pad_short_ids():
+    # Found by the fuzzer: a duration of 1e400 (infinity) raised out of the span rows.
+    from adapters.otlp.attributes import AttributeSets
+
+    now_us = 1_800_000_000_000_000
+    spans = [{"traceId": "a" * 32, "id": "b1", "parentId": "1", "timestamp": now_us, "duration": 5},
+             {"traceId": "a" * 32, "id": "b2", "timestamp": now_us, "duration": float("inf")}]
+    result = zipkin.spans_to_arrow(spans, context(now_us * 1000), AttributeSets())
+    assert result.outcome.rejected == {"span not stored: not a valid Zipkin v2 span": 1}
+    row = result.table.to_pylist()[0]
+    assert (row["span_id"], row["parent_span_id"]) == ("00000000000000b1", "0000000000000001")

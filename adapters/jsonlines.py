@@ -16,6 +16,7 @@ from datetime import datetime
 
 from adapters.base import AdaptResult, IngestContext, Outcome
 from adapters.logrows import LogRows
+from adapters.otlp.attributes import AttributeLimits, InvalidAttributes
 
 TIME_KEYS = ("timestamp", "time", "ts", "@timestamp")
 BODY_KEYS = ("message", "msg", "body", "log")
@@ -53,7 +54,7 @@ def _text(value) -> str:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def jsonlines_to_arrow(body: bytes, ctx: IngestContext) -> AdaptResult:
+def jsonlines_to_arrow(body: bytes, ctx: IngestContext, limits: AttributeLimits = AttributeLimits()) -> AdaptResult:
     outcome = Outcome()
     rows = LogRows()
     for number, line in enumerate(body.splitlines(), 1):
@@ -75,8 +76,14 @@ def jsonlines_to_arrow(body: bytes, ctx: IngestContext) -> AdaptResult:
         level = str(_pop(record, LEVEL_KEYS) or "")
         service = _pop(record, SERVICE_KEYS)
         body_value = _pop(record, BODY_KEYS)
+        attributes = {k: _text(v) for k, v in record.items()}
+        try:
+            limits.check(tuple(attributes), tuple(attributes.values()))
+        except InvalidAttributes as exc:
+            outcome.reject(str(exc))
+            continue
         rows.add(time_ns=time_ns, observed_ns=ctx.received_ns, severity=LEVELS.get(level.lower(), 0),
                  severity_text=level, body="" if body_value is None else _text(body_value),
-                 attributes={k: _text(v) for k, v in record.items()},
+                 attributes=attributes,
                  resource={"service.name": _text(service)} if service else {}, scope="jsonlines")
     return rows.finish(ctx, outcome)

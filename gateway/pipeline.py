@@ -94,7 +94,7 @@ SIGNALS = {
     "syslog": Signal("logs", "log", "syslog message", "syslog messages", LOGS, lambda messages: messages,
                      lambda r, ctx, st: syslog_to_arrow(r, ctx)),
     "jsonlines": Signal("logs", "log", "JSON lines body", "lines", LOGS, lambda body: body,
-                        lambda r, ctx, st: jsonlines_to_arrow(r, ctx)),
+                        lambda r, ctx, st: jsonlines_to_arrow(r, ctx, st.attribute_sets.limits)),
 }
 
 

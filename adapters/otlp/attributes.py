@@ -123,6 +123,11 @@ def decode_uncached(raw: tuple[bytes, ...]) -> Decoded:
     return keys, values
 
 
+def _size(keys: tuple[str, ...], values: tuple[str, ...]) -> int:
+    """Rough bytes one set holds here and in the Arrow column (text plus ~50 bytes per Python string)."""
+    return sum(map(len, keys)) + sum(map(len, values)) + 100 * len(keys) + 200
+
+
 class AttributeSets:
     """Distinct attribute sets, each decoded once and given a small integer id.
 
@@ -138,8 +143,11 @@ class AttributeSets:
     (`begin`), so ids stay valid while a request is being adapted.
     """
 
-    def __init__(self, max_sets: int = 200_000, names: Names | None = None, limits: AttributeLimits | None = None) -> None:
+    def __init__(self, max_sets: int = 200_000, names: Names | None = None, limits: AttributeLimits | None = None,
+                 max_bytes: int = 256 << 20) -> None:
         self._max = max_sets
+        # Sets are bounded in bytes too: 200k sets of large values would otherwise hold gigabytes.
+        self._max_bytes = max_bytes
         self.names = names or Names()
         self.limits = limits or AttributeLimits()
         self.generation = 0
@@ -148,6 +156,7 @@ class AttributeSets:
     def _reset(self) -> None:
         # Raw OTLP KeyValue tuples, and ("labels", sorted items) for text sources, share one index.
         self.generation += 1
+        self.bytes = 0
         self.ids: dict[tuple, int] = {(): 0}
         self.keys: list[tuple[str, ...]] = [()]
         self.values: list[tuple[str, ...]] = [()]
@@ -158,7 +167,7 @@ class AttributeSets:
 
     def begin(self) -> None:
         """Call before adapting a request."""
-        if len(self.ids) > self._max:
+        if len(self.ids) > self._max or self.bytes > self._max_bytes:
             self._reset()
 
     def id_of(self, raw: tuple[bytes, ...]) -> int:
@@ -170,6 +179,7 @@ class AttributeSets:
         self.limits.check_count(len(raw))  # before decoding 100k attributes only to refuse them
         keys, values = self.names.keys(*decode_uncached(raw))
         self.limits.check(keys, values)
+        self.bytes += _size(keys, values)
         new = len(self.keys)
         self.keys.append(keys)
         self.values.append(values)
@@ -189,6 +199,7 @@ class AttributeSets:
         new = len(self.keys)
         self.keys.append(tuple(k for k, _ in key[1:]))
         self.values.append(tuple(v for _, v in key[1:]))
+        self.bytes += _size(self.keys[-1], self.values[-1])
         self.hashes.append(pairs_hash(self.keys[-1], self.values[-1]))
         self.ids[key] = new
         return new

@@ -73,3 +73,15 @@ def test_service_catalog_enriches_resources(tmp_path):
         "deployment.environment.name": "prod", "service.runbook": "https://x"}
     series_before = plain_rows(table([{"name": "m", "value": 1.0}]))[0]["series_id"]
     assert rows[0]["series_id"] == series_before  # enrichment does not change identity
+
+
+def test_the_attribute_set_registry_is_bounded_in_bytes_as_well_as_in_sets():
+    from adapters.otlp.attributes import AttributeSets
+
+    sets = AttributeSets(max_bytes=1 << 20)
+    first = sets.generation
+    for n in range(100):
+        sets.begin()
+        sets.id_of_labels({"k": f"{n}" + "x" * 20_000})
+    # 100 sets of 20 kB pass 1 MiB: the registry was started afresh between requests.
+    assert sets.generation > first and sets.bytes < 1 << 20

@@ -106,6 +106,9 @@ def test_json_lines_with_numbers_past_float_range(gateway):
     result = json.loads(answer)
     assert code == 200 and result["accepted"] == 1 and result["rejected"] == 2
     assert "time is not a number" in result["message"]
+    wide = json.dumps({"msg": "wide", **{f"k{n}": n for n in range(1000)}}).encode()
+    code, _, answer = post(gateway.http_url, "/v1/logs/jsonl", wide, {"Content-Type": "application/x-ndjson"})
+    assert code == 200 and json.loads(answer)["message"] == "1 lines rejected: more than 128 attributes (limits.max_attributes)"
 
 
 def _metric(request: ExportMetricsServiceRequest, name: str):

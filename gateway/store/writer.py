@@ -265,12 +265,17 @@ class TableWriter:
             raise StoreRejected(f"batch rows do not fit table {self.table.name}: {type(exc).__name__}: {exc}") from exc
 
     async def _insert_with_retry(self, group: _Group) -> None:
+        try:
+            table = self._rows(group)
+        except StoreRejected as exc:
+            self._telemetry.store_failed(self.store.region, self.table.name, type(exc).__name__)
+            self._fail(str(exc))
+            raise
         attempt = 0
         while True:
             attempt += 1
             started = time.monotonic()
             try:
-                table = self._rows(group)
                 await asyncio.get_running_loop().run_in_executor(
                     self._executor, self.store.insert, self.table, table, group.token
                 )

@@ -302,9 +302,13 @@ class IngestPipeline:
         refused after some of its batches were kept.
         """
         batches = [b for b in batches if b[2].num_rows]
-        if self.spool is not None and batches and self.spool.pending_bytes >= self.spool.max_bytes:
-            raise Throttled(f"the spool holds {self.spool.pending_bytes >> 20} MiB not yet stored "
-                            f"(limit {self.spool.max_bytes >> 20} MiB)", self.config.limits.retry_after)
+        if self.spool is not None and batches:
+            if self.spool.pending_bytes >= self.spool.max_bytes:
+                raise Throttled(f"the spool holds {self.spool.pending_bytes >> 20} MiB not yet stored "
+                                f"(limit {self.spool.max_bytes >> 20} MiB)", self.config.limits.retry_after)
+            short = self.spool.disk_short()
+            if short:
+                raise Throttled(short, self.config.limits.retry_after)
         await asyncio.gather(*(self._keep(ctx, table, rows) for ctx, table, rows in batches))
 
     async def _keep(self, ctx: IngestContext, table: Table, rows: pa.Table) -> None:

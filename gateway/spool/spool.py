@@ -23,6 +23,9 @@ Rules
    tail.
 5. Record framing and checksums are in `gateway.spool.records`; damaged bytes
    are skipped and reported, intact records around them are kept.
+6. New data waits (clients are throttled) while the disk is within a reserve of
+   full, so INTENT and DONE records always fit. A failed write or fsync fails
+   the appends of that round (their clients retry); the writer thread goes on.
 
 Layout: `<spool.path>/segment-000000000001.spool`, ... Each DATA payload is one
 accepted request's rows for one (region, table), as an Arrow IPC stream
@@ -201,6 +204,18 @@ class Spool:
         self._thread.start()
 
     # -- appends (event loop side) -------------------------------------------
+    def disk_short(self) -> str | None:
+        """Why new data should wait, when the spool's disk is nearly full; else None.
+
+        A reserve (a tenth of the disk, at most 16 MiB) stays free for INTENT and
+        DONE records: without them nothing could be stored, and so nothing freed."""
+        stat = os.statvfs(self.path)
+        reserve = min(16 << 20, stat.f_blocks * stat.f_frsize // 10)
+        free = stat.f_bavail * stat.f_frsize
+        if free >= reserve:
+            return None
+        return f"the spool's disk has {free >> 10} KiB free, below the {reserve >> 10} KiB kept for bookkeeping"
+
     async def append_batch(self, batch: Batch, on_durable, check_room: bool = True) -> None:
         """Return once the batch is durable (per the fsync policy).
 
@@ -269,6 +284,7 @@ class Spool:
     # -- the writer thread ----------------------------------------------------
     def _writer(self) -> None:
         handle, written = self._open_active(), 0
+        good = 0  # segment bytes that reached the OS in rounds that succeeded
         last_sync = time.monotonic()
         while True:
             timeout = self.fsync_interval_s if self.fsync == "interval" else None
@@ -294,15 +310,30 @@ class Spool:
                     data = self._encode(op, item)
                     if written and written + len(data) > self.segment_bytes:
                         handle, written = self._rotate(handle)
+                        good = 0
                     handle.write(data)
                     written += len(data)
                     results.append((future, (self._writer_segment, len(data)), written_cb))
                     must_sync = must_sync or sync
                 except Exception as exc:  # reported to the waiting request, never swallowed
                     results.append((future, exc, None))
-            if must_sync or stop or (self.fsync == "interval" and time.monotonic() - last_sync >= self.fsync_interval_s):
-                self._sync(handle)
-                last_sync = time.monotonic()
+            failed = next((o for _, o, _ in results if isinstance(o, OSError)), None)
+            if failed is None:
+                try:
+                    handle.flush()  # each round reaches the OS, so a later failure cuts back only its own bytes
+                    if must_sync or stop or (self.fsync == "interval" and time.monotonic() - last_sync >= self.fsync_interval_s):
+                        os.fsync(handle.fileno())
+                        last_sync = time.monotonic()
+                    good = written
+                except OSError as exc:
+                    failed = exc
+            if failed is not None:
+                # A full disk or an I/O error: every append of this round fails and its clients
+                # retry; the segment is cut back to the end of the last good round, and the thread goes on.
+                log.error("spool write failed, %d bytes cut back: %s", written - good, failed)
+                results = [(future, outcome if outcome is None or isinstance(outcome, Exception) else failed, None)
+                           for future, outcome, _ in results]
+                handle, written = self._cut_back(handle, good), good
             for future, outcome, written_cb in results:
                 self._loop.call_soon_threadsafe(_settle, future, outcome, written_cb)
             if stop:
@@ -316,6 +347,19 @@ class Spool:
                     "rows": item.rows.num_rows, "size": len(payload)}
             return encode(Record(DATA, meta, payload))
         return encode(item)
+
+    def _cut_back(self, handle, size: int):
+        """Drop what the failed round buffered or wrote past `size`; reopen the segment."""
+        path = self.path / segment_name(self._writer_segment)
+        try:
+            handle.detach().close()  # the buffer's unwritten bytes are discarded, not flushed
+        except (OSError, ValueError):
+            pass
+        try:
+            os.truncate(path, size)
+        except OSError as exc:  # the torn tail is then cut at the next start, as after a crash
+            log.error("spool: could not cut %s back to %d bytes: %s", path.name, size, exc)
+        return open(path, "ab")
 
     def _open_active(self):
         self._writer_segment = self._active

@@ -237,7 +237,17 @@ class TableWriter:
 
     async def _insert_group(self, group: _Group) -> None:
         if self._spool is not None and not group.announced:
-            await self._spool.append_intent(self._intent(group))
+            try:
+                await self._spool.append_intent(self._intent(group))
+            except OSError as exc:
+                # Not announced, so not inserted: the group waits its turn again.
+                self._fail(f"the spool could not record the insert: {exc}")
+                log.error("writer %s: the spool could not record the insert: %s", self.name, exc)
+                self._replays.insert(0, group)
+                self._queued_rows += group.rows
+                self.queued_bytes += _nbytes(group)
+                await self._settings.retry.wait(1, self._stop)
+                return
         try:
             await self._insert_with_retry(group)
         except GatewayError as exc:

@@ -232,3 +232,30 @@ def test_redrive_without_a_running_gateway_inserts_directly(start_gateway):
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )
     assert json.loads(query.stdout) == {"n": str(POINTS)}
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MiB filesystem: a real full disk (mounting needs root, as CI has)."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_spool_disk_answers_503_and_never_hangs_or_kills_the_spool(start_gateway, tiny_disk):
+    gw = start_gateway({"spool": {"path": str(tiny_disk / "spool")}}, faults=True)
+    gw.fault("store-down")
+    codes = [post(gw.http_url, "/v1/metrics", numbered_request("fulldisk", n, 2000), PB)[0] for n in range(60)]
+    assert 503 in codes, codes
+    acknowledged = [n for n, code in enumerate(codes) if code == 200]
+    assert acknowledged, codes
+    assert "spool" in gw.log() and "No space left on device" in gw.log()
+    gw.clear_fault("store-down")
+    # The spool writer survived the full disk: what was acknowledged is stored.
+    assert wait_for(lambda: set(acknowledged) <= set(per_request(gw, "fulldisk")))

@@ -171,14 +171,17 @@ class ScrapePoller:
                 try:
                     self._file_targets[path] = read_file_sd(path)
                     self._file_state[path] = mtime
-                except (OSError, yaml.YAMLError, AttributeError, TypeError) as exc:
+                except (OSError, yaml.YAMLError, AttributeError, TypeError, KeyError, ValueError) as exc:
                     log.warning("file_sd %s unreadable, keeping its last targets: %s", path, exc)
         return [t for targets in self._file_targets.values() for t in targets]
 
     async def _watch_files(self) -> None:
         while True:
             await asyncio.sleep(self.config.refresh_interval)
-            self._reconcile(self._static_targets() + self._refresh_files())
+            try:
+                self._reconcile(self._static_targets() + self._refresh_files())
+            except Exception:  # a bug must not stop target discovery for good: log it, go on
+                self._errors.log(logging.ERROR, "file_sd", "refreshing file_sd targets failed", exc_info=True)
 
     def _reconcile(self, wanted: list[Target]) -> None:
         wanted_set = set(wanted)

@@ -90,3 +90,19 @@ def test_a_target_loop_survives_an_unexpected_error_and_says_so(caplog):
     asyncio.run(asyncio.wait_for(run(), 10))
     assert len(calls) >= 3
     assert "scraping http://127.0.0.1:9/metrics failed unexpectedly" in caplog.text and "a bug in the first scrape" in caplog.text
+
+
+def test_a_malformed_file_sd_keeps_the_last_targets(tmp_path, caplog):
+    from gateway.config import ScrapeConfig
+    from gateway.pollers.scrape import ScrapePoller
+
+    path = tmp_path / "targets.json"
+    path.write_text(json.dumps([{"targets": ["127.0.0.1:9100"], "labels": {"job": "node"}}]))
+    poller = ScrapePoller(ScrapeConfig(file_sd=[path]), pipeline=None)
+    first = poller._refresh_files()
+    assert [t.url for t in first] == ["http://127.0.0.1:9100/metrics"]
+    import os
+    path.write_text(json.dumps([{"targets": ["127.0.0.1:1"], "labels": ["abc"]}]))  # labels not a mapping
+    os.utime(path, (1, 1))
+    assert poller._refresh_files() == first
+    assert "unreadable, keeping its last targets" in caplog.text

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from adapters.base import AcceptWindow, IngestContext, Outcome
-from adapters.otlp.attributes import AttributeSets, service_name
+from telemetry_gateway.adapters.base import AcceptWindow, IngestContext, Outcome
+from telemetry_gateway.adapters.otlp.attributes import AttributeSets, service_name
 
 TIME_TYPE = pa.timestamp("ns", tz="UTC")
 

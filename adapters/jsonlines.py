@@ -14,9 +14,9 @@ import json
 import math
 from datetime import datetime
 
-from adapters.base import AdaptResult, IngestContext, Outcome
-from adapters.logrows import LogRows
-from adapters.otlp.attributes import AttributeLimits, InvalidAttributes
+from telemetry_gateway.adapters.base import AdaptResult, IngestContext, Outcome
+from telemetry_gateway.adapters.logrows import LogRows
+from telemetry_gateway.adapters.otlp.attributes import AttributeLimits, InvalidAttributes
 
 TIME_KEYS = ("timestamp", "time", "ts", "@timestamp")
 BODY_KEYS = ("message", "msg", "body", "log")

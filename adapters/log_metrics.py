@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from adapters.histogram import DurationHistogram
-from adapters.base import AdaptResult, IngestContext, Outcome
-from adapters.points import PointRows
+from telemetry_gateway.adapters.histogram import DurationHistogram
+from telemetry_gateway.adapters.base import AdaptResult, IngestContext, Outcome
+from telemetry_gateway.adapters.points import PointRows
 
 COMBINED = (r'^(?P<client>\S+) \S+ \S+ \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+)[^"]*" '
             r'(?P<status>\d{3}) (?P<bytes>\d+|-)(?: "[^"]*" "[^"]*")?(?: (?P<duration>\d+(?:\.\d+)?))?')

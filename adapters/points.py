@@ -14,11 +14,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from adapters.base import AdaptResult, IngestContext, Outcome
-from adapters.columns import apply_rejections, constant, flags_column, provenance_columns, time_array, times, window_masks
-from adapters.otlp.attributes import AttributeSets, service_name
-from adapters.series import series_ids, text_hash
-from schema import POINTS, arrow_schema
+from telemetry_gateway.adapters.base import AdaptResult, IngestContext, Outcome
+from telemetry_gateway.adapters.columns import apply_rejections, constant, flags_column, provenance_columns, time_array, times, window_masks
+from telemetry_gateway.adapters.otlp.attributes import AttributeSets, service_name
+from telemetry_gateway.adapters.series import series_ids, text_hash
+from telemetry_gateway.schema import POINTS, arrow_schema
 
 SCHEMA = arrow_schema(POINTS)
 NO_RECORDED_VALUE = 1

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from adapters.points import PointRows
-from adapters.prometheus.families import Sample
+from telemetry_gateway.adapters.points import PointRows
+from telemetry_gateway.adapters.prometheus.families import Sample
 
 # blackbox metrics whose `phase` label names a phase; DNS time alone stands for
 # `resolve` only where no phase metric reports it (tcp, dns modules).

@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from adapters.base import AdaptResult, IngestContext, Outcome
-from adapters.logrows import LogRows
+from telemetry_gateway.adapters.base import AdaptResult, IngestContext, Outcome
+from telemetry_gateway.adapters.logrows import LogRows
 
 SEVERITIES = (  # syslog severity -> (OTLP number, text)
     (21, "emerg"), (19, "alert"), (18, "crit"), (17, "err"), (13, "warning"), (10, "notice"), (9, "info"), (5, "debug"),

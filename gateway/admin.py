@@ -18,13 +18,13 @@ import uuid
 
 from aiohttp import web
 
-from gateway.config import AdminConfig, QueryConfig
-from gateway.errors import GatewayError, QueryRefused
-from gateway.pipeline import IngestPipeline
-from gateway.receivers import connections, status
-from gateway.store.base import RegionStore
-from gateway.store.reads import ReadLimits
-from gateway.store.regions import RegionStores
+from telemetry_gateway.gateway.config import AdminConfig, QueryConfig
+from telemetry_gateway.gateway.errors import GatewayError, QueryRefused
+from telemetry_gateway.gateway.pipeline import IngestPipeline
+from telemetry_gateway.gateway.receivers import connections, status
+from telemetry_gateway.gateway.store.base import RegionStore
+from telemetry_gateway.gateway.store.reads import ReadLimits
+from telemetry_gateway.gateway.store.regions import RegionStores
 
 log = logging.getLogger(__name__)
 FORMATS = {"CSV", "CSVWithNames", "TSV", "TSVWithNames", "JSON", "JSONEachRow", "JSONCompact", "Pretty", "PrettyCompact", "Parquet", "Arrow", "Markdown", "Vertical"}

@@ -15,16 +15,16 @@ from pathlib import Path
 
 import click
 
-from gateway.admin import pick_store, read_limits, run_read
-from gateway.config import ConfigError, GatewayConfig, load_config
-from gateway.deadletter import DeadLetters
-from gateway.errors import GatewayError, StoreUnavailable
-from gateway.service import RUNTIME_FILE, TOKEN_FILE, serve
-from gateway.store.embedded import DataDirInUse, holder_alive
-from gateway.store.regions import RegionStores
-from gateway.store.writer import batch_token
-from schema import TABLES
-from schema.migrations import SchemaTooNew
+from telemetry_gateway.gateway.admin import pick_store, read_limits, run_read
+from telemetry_gateway.gateway.config import ConfigError, GatewayConfig, load_config
+from telemetry_gateway.gateway.deadletter import DeadLetters
+from telemetry_gateway.gateway.errors import GatewayError, StoreUnavailable
+from telemetry_gateway.gateway.service import RUNTIME_FILE, TOKEN_FILE, serve
+from telemetry_gateway.gateway.store.embedded import DataDirInUse, holder_alive
+from telemetry_gateway.gateway.store.regions import RegionStores
+from telemetry_gateway.gateway.store.writer import batch_token
+from telemetry_gateway.schema import TABLES
+from telemetry_gateway.schema.migrations import SchemaTooNew
 
 CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="YAML config file.")
 

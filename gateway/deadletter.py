@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.spool.spool import Batch, from_ipc, to_ipc
+from telemetry_gateway.gateway.spool.spool import Batch, from_ipc, to_ipc
 
 _ID = re.compile(r"^[0-9a-f]{8,64}$")
 

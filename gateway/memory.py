@@ -17,7 +17,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from gateway.errors import Throttled
+from telemetry_gateway.gateway.errors import Throttled
 
 # A request decodes into Python objects and Arrow columns several times its
 # wire size. Measured with tracemalloc while adapting the loadtest payloads:

@@ -17,31 +17,31 @@ from typing import Callable
 import pyarrow as pa
 from google.protobuf.message import DecodeError
 
-from adapters.base import AcceptWindow, AdaptResult, IngestContext, Outcome
-from adapters.points import PointRows
-from adapters.prometheus.families import add_samples
-from adapters.otlp import logs as otlp_logs
-from adapters.otlp import metrics as otlp_metrics
-from adapters.apm import otlp_traces, zipkin
-from adapters.apm.red import SeriesLimiter, red_rows
-from adapters.jsonlines import jsonlines_to_arrow
-from adapters.log_metrics import LogMetricRule, derive
-from adapters.normalize import CumulativeToDelta, Names, ServiceCatalog, convert_units
-from adapters.otlp.attributes import AttributeLimits, AttributeSets
-from adapters.syslog import syslog_to_arrow
-from adapters.prometheus import remote_write
-from adapters.prometheus.remote_write import PrometheusMetadata
-from gateway.config import GatewayConfig
-from gateway.deadletter import DeadLetters
-from gateway.errors import BadRequest, GatewayError, StoreUnavailable, Throttled
-from gateway.memory import MemoryLimiter
-from gateway.ratelog import RateLimitedLog
-from gateway.retry import RetryPolicy
-from gateway.spool.spool import Batch, Recovery, Spool
-from gateway.store.regions import RegionStores
-from gateway.store.writer import TableWriter, WriterSettings
-from gateway.telemetry import Telemetry
-from schema import LOGS, POINTS, SPANS, TABLES, Table, conform
+from telemetry_gateway.adapters.base import AcceptWindow, AdaptResult, IngestContext, Outcome
+from telemetry_gateway.adapters.points import PointRows
+from telemetry_gateway.adapters.prometheus.families import add_samples
+from telemetry_gateway.adapters.otlp import logs as otlp_logs
+from telemetry_gateway.adapters.otlp import metrics as otlp_metrics
+from telemetry_gateway.adapters.apm import otlp_traces, zipkin
+from telemetry_gateway.adapters.apm.red import SeriesLimiter, red_rows
+from telemetry_gateway.adapters.jsonlines import jsonlines_to_arrow
+from telemetry_gateway.adapters.log_metrics import LogMetricRule, derive
+from telemetry_gateway.adapters.normalize import CumulativeToDelta, Names, ServiceCatalog, convert_units
+from telemetry_gateway.adapters.otlp.attributes import AttributeLimits, AttributeSets
+from telemetry_gateway.adapters.syslog import syslog_to_arrow
+from telemetry_gateway.adapters.prometheus import remote_write
+from telemetry_gateway.adapters.prometheus.remote_write import PrometheusMetadata
+from telemetry_gateway.gateway.config import GatewayConfig
+from telemetry_gateway.gateway.deadletter import DeadLetters
+from telemetry_gateway.gateway.errors import BadRequest, GatewayError, StoreUnavailable, Throttled
+from telemetry_gateway.gateway.memory import MemoryLimiter
+from telemetry_gateway.gateway.ratelog import RateLimitedLog
+from telemetry_gateway.gateway.retry import RetryPolicy
+from telemetry_gateway.gateway.spool.spool import Batch, Recovery, Spool
+from telemetry_gateway.gateway.store.regions import RegionStores
+from telemetry_gateway.gateway.store.writer import TableWriter, WriterSettings
+from telemetry_gateway.gateway.telemetry import Telemetry
+from telemetry_gateway.schema import LOGS, POINTS, SPANS, TABLES, Table, conform
 
 NS = 1_000_000_000
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import asyncio
 import random
 from dataclasses import dataclass
 
-from gateway.errors import GatewayError
+from telemetry_gateway.gateway.errors import GatewayError
 
 
 @dataclass(frozen=True)

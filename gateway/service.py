@@ -17,17 +17,17 @@ import secrets
 import signal
 from pathlib import Path
 
-from gateway.admin import AdminServer
-from gateway.config import GatewayConfig
-from gateway.pipeline import IngestPipeline
-from gateway.pollers.probe import Prober
-from gateway.pollers.scrape import ScrapePoller
-from gateway.ratelog import RateLimitedLog
-from gateway.receivers.otlp_grpc import OtlpGrpcReceiver
-from gateway.receivers.otlp_http import OtlpHttpReceiver
-from gateway.receivers.syslog import SyslogReceiver
-from gateway.store.regions import RegionStores
-from gateway.telemetry import Telemetry
+from telemetry_gateway.gateway.admin import AdminServer
+from telemetry_gateway.gateway.config import GatewayConfig
+from telemetry_gateway.gateway.pipeline import IngestPipeline
+from telemetry_gateway.gateway.pollers.probe import Prober
+from telemetry_gateway.gateway.pollers.scrape import ScrapePoller
+from telemetry_gateway.gateway.ratelog import RateLimitedLog
+from telemetry_gateway.gateway.receivers.otlp_grpc import OtlpGrpcReceiver
+from telemetry_gateway.gateway.receivers.otlp_http import OtlpHttpReceiver
+from telemetry_gateway.gateway.receivers.syslog import SyslogReceiver
+from telemetry_gateway.gateway.store.regions import RegionStores
+from telemetry_gateway.gateway.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 TOKEN_FILE = "admin.token"

@@ -82,13 +82,13 @@ def _to_json(target: str, raw: bytes) -> bytes:
 
 def build_target(name: str):
     """The function libFuzzer calls with each input."""
-    from gateway.config import GatewayConfig
-    from gateway.errors import GatewayError
-    from gateway.pipeline import SIGNALS, IngestPipeline
-    from gateway.pollers.scrape import ScrapeFailed, parse
-    from gateway.receivers.body import decompress
-    from gateway.receivers.otlp_json import json_to_protobuf
-    from gateway.receivers.remote_write import decode_body
+    from telemetry_gateway.gateway.config import GatewayConfig
+    from telemetry_gateway.gateway.errors import GatewayError
+    from telemetry_gateway.gateway.pipeline import SIGNALS, IngestPipeline
+    from telemetry_gateway.gateway.pollers.scrape import ScrapeFailed, parse
+    from telemetry_gateway.gateway.receivers.body import decompress
+    from telemetry_gateway.gateway.receivers.otlp_json import json_to_protobuf
+    from telemetry_gateway.gateway.receivers.remote_write import decode_body
 
     work = Path(tempfile.mkdtemp(prefix="fuzz-"))
     config = GatewayConfig.model_validate({
@@ -123,7 +123,7 @@ def build_target(name: str):
 
 
 def _telemetry():
-    from gateway.telemetry import Telemetry
+    from telemetry_gateway.gateway.telemetry import Telemetry
 
     return Telemetry()
 
@@ -153,11 +153,11 @@ def child(name: str, args: list[str]) -> None:
 
     # Everything a target reaches, imported inside the block so atheris instruments it for coverage.
     with atheris.instrument_imports(include=["adapters", "gateway", "schema"]):
-        import gateway.pipeline  # noqa: F401 - and through it every adapter
-        import gateway.pollers.scrape  # noqa: F401
-        import gateway.receivers.body  # noqa: F401
-        import gateway.receivers.otlp_json  # noqa: F401
-        import gateway.receivers.remote_write  # noqa: F401
+        import telemetry_gateway.gateway.pipeline  # noqa: F401 - and through it every adapter
+        import telemetry_gateway.gateway.pollers.scrape  # noqa: F401
+        import telemetry_gateway.gateway.receivers.body  # noqa: F401
+        import telemetry_gateway.gateway.receivers.otlp_json  # noqa: F401
+        import telemetry_gateway.gateway.receivers.remote_write  # noqa: F401
     one = build_target(name)
     atheris.Setup([sys.argv[0], *args], one)
     atheris.Fuzz()

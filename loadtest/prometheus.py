@@ -25,7 +25,7 @@ import aiohttp
 import cramjam
 from aiohttp import web
 
-from adapters.prometheus.prompb import Label, WriteRequest
+from telemetry_gateway.adapters.prometheus.prompb import Label, WriteRequest
 from loadtest.run import Sampler, count
 from tests.gateway_process import GatewayProcess, free_port
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import psutil
 import pyarrow as pa
 
-from adapters.otlp.attributes import AttributeSets
-from adapters.otlp.metrics import decode_request, metrics_to_arrow
-from adapters.base import AcceptWindow, IngestContext
+from telemetry_gateway.adapters.otlp.attributes import AttributeSets
+from telemetry_gateway.adapters.otlp.metrics import decode_request, metrics_to_arrow
+from telemetry_gateway.adapters.base import AcceptWindow, IngestContext
 from loadtest.otlp_load import LOGS_METHOD, grpc_load, http_load
 from loadtest.payloads import logs_requests, metrics_requests
 from tests.gateway_process import GatewayProcess
@@ -96,7 +96,7 @@ def measure(gateway: GatewayProcess, sampler: Sampler, label: str, per_request: 
 
 def store_ceiling(payloads: list[bytes], batch_rows: int) -> tuple[float, float]:
     """Rows/s and CPU-s per million inserting prebuilt Arrow tables into chDB."""
-    from gateway.store.embedded import EmbeddedStore
+    from telemetry_gateway.gateway.store.embedded import EmbeddedStore
 
     sets = AttributeSets()
     ctx = IngestContext("otlp", "bench", "0" * 32, time.time_ns(), AcceptWindow(max_age_ns=10**18))
@@ -106,7 +106,7 @@ def store_ceiling(payloads: list[bytes], batch_rows: int) -> tuple[float, float]
     with tempfile.TemporaryDirectory() as tmp:
         store = EmbeddedStore("default", "ceiling", Path(tmp))
         store.open()
-        from schema import POINTS
+        from telemetry_gateway.schema import POINTS
 
         cpu0, t0 = time.process_time(), time.perf_counter()
         for i, batch in enumerate(batches):

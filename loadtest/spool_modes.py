@@ -19,10 +19,10 @@ from pathlib import Path
 
 import psutil
 
-from adapters.base import AcceptWindow, IngestContext
-from adapters.otlp.attributes import AttributeSets
-from adapters.otlp.metrics import decode_request, metrics_to_arrow
-from gateway.spool.spool import Batch, Spool
+from telemetry_gateway.adapters.base import AcceptWindow, IngestContext
+from telemetry_gateway.adapters.otlp.attributes import AttributeSets
+from telemetry_gateway.adapters.otlp.metrics import decode_request, metrics_to_arrow
+from telemetry_gateway.gateway.spool.spool import Batch, Spool
 from loadtest.otlp_load import grpc_load
 from loadtest.payloads import metrics_requests
 from loadtest.run import Sampler

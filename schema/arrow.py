@@ -7,7 +7,7 @@ from functools import cache
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schema.model import Table
+from telemetry_gateway.schema.model import Table
 
 
 @cache

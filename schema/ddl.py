@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from schema.model import Column, Table, View
+from telemetry_gateway.schema.model import Column, Table, View
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 

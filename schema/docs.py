@@ -1,13 +1,13 @@
 """Render the column reference (schema/SCHEMA.md) from `schema.model`.
 
-`python -m schema.docs > schema/SCHEMA.md` regenerates it; a test keeps the
+`python -m telemetry_gateway.schema.docs > schema/SCHEMA.md` regenerates it; a test keeps the
 committed file in step with the model.
 """
 
 from __future__ import annotations
 
-from schema.ddl import TABLE_SETTINGS
-from schema.model import TABLES, VIEWS, Table
+from telemetry_gateway.schema.ddl import TABLE_SETTINGS
+from telemetry_gateway.schema.model import TABLES, VIEWS, Table
 
 
 def render_table(table: Table) -> list[str]:
@@ -24,7 +24,7 @@ def render() -> str:
     lines = [
         "# Schema reference",
         "",
-        "Generated from `schema/model.py` by `python -m schema.docs`; do not edit by hand.",
+        "Generated from `schema/model.py` by `python -m telemetry_gateway.schema.docs`; do not edit by hand.",
         "",
         "Engine MergeTree with settings: " + ", ".join(f"`{s}`" for s in TABLE_SETTINGS) + ".",
         "",

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schema.ddl import add_columns, create_table, create_view, ident
-from schema.model import TABLES, VIEWS
+from telemetry_gateway.schema.ddl import add_columns, create_table, create_view, ident
+from telemetry_gateway.schema.model import TABLES, VIEWS
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Everything else derives from the tables below: the Arrow schema every batch is
 built in (`schema.arrow`), the ClickHouse DDL and migrations (`schema.ddl`,
 `schema.migrations`) and the column reference (`schema/SCHEMA.md`, regenerated
-by `python -m schema.docs`).
+by `python -m telemetry_gateway.schema.docs`).
 
 A column's `since` is the migration that introduced it, and so is a table's.
 Migration N creates the tables with `since == N` (with their columns up to N)

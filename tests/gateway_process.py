@@ -76,7 +76,7 @@ class GatewayProcess:
             env["TELEMETRY_GATEWAY_FAULTS"] = "1"
         limit = self.fd_limit
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config_path)],
+            [sys.executable, "-m", "telemetry_gateway.gateway.cli", "serve", "--config", str(self.config_path)],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
             preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))) if limit else None,
         )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from adapters.apm.red import CONSUMER, SERVER, STATUS_ERROR, SpanFact, is_error, status_class
-from adapters.apm.spanrows import SpanRows
-from adapters.base import AdaptResult, IngestContext, Outcome
-from adapters.otlp import wire
-from adapters.otlp.attributes import AttributeSets, InvalidAttributes, service_name
+from telemetry_gateway.adapters.apm.red import CONSUMER, SERVER, STATUS_ERROR, SpanFact, is_error, status_class
+from telemetry_gateway.adapters.apm.spanrows import SpanRows
+from telemetry_gateway.adapters.base import AdaptResult, IngestContext, Outcome
+from telemetry_gateway.adapters.otlp import wire
+from telemetry_gateway.adapters.otlp.attributes import AttributeSets, InvalidAttributes, service_name
 
 decode_request = wire.TracesRequest.FromString
 HTTP_STATUS_KEYS = ("http.response.status_code", "http.status_code")

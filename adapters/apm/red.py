@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from adapters.base import AdaptResult, IngestContext, Outcome
-from adapters.histogram import DurationHistogram
-from adapters.points import PointRows
+from telemetry_gateway.adapters.base import AdaptResult, IngestContext, Outcome
+from telemetry_gateway.adapters.histogram import DurationHistogram
+from telemetry_gateway.adapters.points import PointRows
 
 OVERFLOW = "__overflow__"
 SERVER, CONSUMER = 2, 5

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from adapters.base import AdaptResult, IngestContext, Outcome
-from adapters.columns import apply_rejections, flags_column, provenance_columns, time_array, times, window_masks
-from adapters.otlp.attributes import AttributeSets, service_name
-from schema import SPANS, arrow_schema
+from telemetry_gateway.adapters.base import AdaptResult, IngestContext, Outcome
+from telemetry_gateway.adapters.columns import apply_rejections, flags_column, provenance_columns, time_array, times, window_masks
+from telemetry_gateway.adapters.otlp.attributes import AttributeSets, service_name
+from telemetry_gateway.schema import SPANS, arrow_schema
 
 SPANS_SCHEMA = arrow_schema(SPANS)
 TEXT = ("trace_id", "span_id", "parent_span_id", "name", "kind", "status_code", "status_message", "scope_name", "scope_version")

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 
-from adapters.apm.red import SpanFact, is_error, status_class
-from adapters.apm.spanrows import SpanRows
-from adapters.base import AdaptResult, IngestContext, Outcome
-from adapters.otlp.attributes import AttributeSets
+from telemetry_gateway.adapters.apm.red import SpanFact, is_error, status_class
+from telemetry_gateway.adapters.apm.spanrows import SpanRows
+from telemetry_gateway.adapters.base import AdaptResult, IngestContext, Outcome
+from telemetry_gateway.adapters.otlp.attributes import AttributeSets
 
 US = 1_000
 # Zipkin instrumentations tag `http.status_code`; OpenTelemetry's Zipkin exporter the current name.

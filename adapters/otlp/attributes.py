@@ -20,9 +20,9 @@ import numpy as np
 import pyarrow as pa
 from google.protobuf.message import DecodeError
 
-from adapters.otlp import wire
-from adapters.normalize import Names
-from adapters.series import pairs_hash
+from telemetry_gateway.adapters.otlp import wire
+from telemetry_gateway.adapters.normalize import Names
+from telemetry_gateway.adapters.series import pairs_hash
 
 Decoded = tuple[tuple[str, ...], tuple[str, ...]]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from adapters.base import AdaptResult, IngestContext, Outcome
-from adapters.columns import (
+from telemetry_gateway.adapters.base import AdaptResult, IngestContext, Outcome
+from telemetry_gateway.adapters.columns import (
     Origins,
     apply_rejections,
     flags_column,
@@ -23,9 +23,9 @@ from adapters.columns import (
     times,
     window_masks,
 )
-from adapters.otlp import wire
-from adapters.otlp.attributes import AttributeSets, InvalidAttributes, any_value_text
-from schema import LOGS, arrow_schema
+from telemetry_gateway.adapters.otlp import wire
+from telemetry_gateway.adapters.otlp.attributes import AttributeSets, InvalidAttributes, any_value_text
+from telemetry_gateway.schema import LOGS, arrow_schema
 
 LOGS_SCHEMA = arrow_schema(LOGS)
 

@@ -18,8 +18,8 @@ import math
 import numpy as np
 import pyarrow as pa
 
-from adapters.base import AdaptResult, IngestContext, Outcome
-from adapters.columns import (
+from telemetry_gateway.adapters.base import AdaptResult, IngestContext, Outcome
+from telemetry_gateway.adapters.columns import (
     Origins,
     apply_rejections,
     flags_column,
@@ -29,11 +29,11 @@ from adapters.columns import (
     times,
     window_masks,
 )
-from adapters.otlp import wire
-from adapters.otlp.attributes import AttributeSets, InvalidAttributes
-from adapters.series import series_ids, text_hash
-from adapters.units import normalize_unit
-from schema import POINTS, arrow_schema
+from telemetry_gateway.adapters.otlp import wire
+from telemetry_gateway.adapters.otlp.attributes import AttributeSets, InvalidAttributes
+from telemetry_gateway.adapters.series import series_ids, text_hash
+from telemetry_gateway.adapters.units import normalize_unit
+from telemetry_gateway.schema import POINTS, arrow_schema
 
 TEMPORALITY = {0: "unspecified", 1: "delta", 2: "cumulative"}
 NO_RECORDED_VALUE = 1

@@ -27,9 +27,9 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from adapters.base import Outcome
-from adapters.normalize import Names
-from adapters.points import PointRows, is_stale_marker
+from telemetry_gateway.adapters.base import Outcome
+from telemetry_gateway.adapters.normalize import Names
+from telemetry_gateway.adapters.points import PointRows, is_stale_marker
 
 SUFFIX_UNITS = (("_seconds", "s"), ("_bytes", "By"), ("_ratio", "1"), ("_celsius", "Cel"), ("_percent", "%"),
                 ("_meters", "m"), ("_volts", "V"), ("_amperes", "A"), ("_joules", "J"), ("_hertz", "Hz"))

@@ -14,12 +14,12 @@ import math
 
 from google.protobuf.message import DecodeError
 
-from adapters.base import AdaptResult, IngestContext, Outcome
-from adapters.normalize import Names
-from adapters.points import PointRows, is_stale_marker
-from adapters.prometheus.families import FamilyInfo, series_handle
-from adapters.otlp.attributes import AttributeLimits, varint
-from adapters.prometheus.prompb import METRIC_TYPES, LabelList, WriteRequest
+from telemetry_gateway.adapters.base import AdaptResult, IngestContext, Outcome
+from telemetry_gateway.adapters.normalize import Names
+from telemetry_gateway.adapters.points import PointRows, is_stale_marker
+from telemetry_gateway.adapters.prometheus.families import FamilyInfo, series_handle
+from telemetry_gateway.adapters.otlp.attributes import AttributeLimits, varint
+from telemetry_gateway.adapters.prometheus.prompb import METRIC_TYPES, LabelList, WriteRequest
 
 decode_request = WriteRequest.FromString
 

@@ -17,11 +17,11 @@ from types import SimpleNamespace
 
 import aiohttp
 
-from adapters.probes import ProbeResult, add_probe
-from gateway.config import ProbeTarget, ProbesConfig
-from gateway.errors import GatewayError
-from gateway.pipeline import IngestPipeline
-from gateway.ratelog import RateLimitedLog
+from telemetry_gateway.adapters.probes import ProbeResult, add_probe
+from telemetry_gateway.gateway.config import ProbeTarget, ProbesConfig
+from telemetry_gateway.gateway.errors import GatewayError
+from telemetry_gateway.gateway.pipeline import IngestPipeline
+from telemetry_gateway.gateway.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

@@ -26,13 +26,13 @@ import yaml
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from adapters.points import stale_marker
-from adapters.probes import add_probe, add_snmp_interfaces, from_blackbox
-from adapters.prometheus.families import FamilyInfo, Sample
-from gateway.config import ScrapeConfig
-from gateway.errors import GatewayError
-from gateway.pipeline import IngestPipeline
-from gateway.ratelog import RateLimitedLog
+from telemetry_gateway.adapters.points import stale_marker
+from telemetry_gateway.adapters.probes import add_probe, add_snmp_interfaces, from_blackbox
+from telemetry_gateway.adapters.prometheus.families import FamilyInfo, Sample
+from telemetry_gateway.gateway.config import ScrapeConfig
+from telemetry_gateway.gateway.errors import GatewayError
+from telemetry_gateway.gateway.pipeline import IngestPipeline
+from telemetry_gateway.gateway.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zlib
 
-from gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from telemetry_gateway.gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 

@@ -19,10 +19,10 @@ import logging
 
 from aiohttp import ClientPayloadError, web
 
-from gateway.config import ConnectionLimits
-from gateway.errors import BadRequest, RequestTimeout
-from gateway.receivers.body import too_large
-from gateway.ratelog import RateLimitedLog
+from telemetry_gateway.gateway.config import ConnectionLimits
+from telemetry_gateway.gateway.errors import BadRequest, RequestTimeout
+from telemetry_gateway.gateway.receivers.body import too_large
+from telemetry_gateway.gateway.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 _client_log = RateLimitedLog(log)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.errors import GatewayError
-from gateway.pipeline import IngestReport
-from gateway.receivers import status
-from gateway.receivers.body import decompress
-from gateway.receivers.route import BodyRoute, retry_headers
+from telemetry_gateway.gateway.errors import GatewayError
+from telemetry_gateway.gateway.pipeline import IngestReport
+from telemetry_gateway.gateway.receivers import status
+from telemetry_gateway.gateway.receivers.body import decompress
+from telemetry_gateway.gateway.receivers.route import BodyRoute, retry_headers
 
 TYPES = ("application/x-ndjson", "application/jsonl", "application/json")
 

@@ -15,12 +15,12 @@ from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from gateway.config import GrpcConfig
-from gateway.errors import BadRequest, GatewayError
-from gateway.pipeline import IngestPipeline
-from gateway.receivers import status
-from gateway.receivers.responses import export_response
-from gateway.telemetry import Telemetry
+from telemetry_gateway.gateway.config import GrpcConfig
+from telemetry_gateway.gateway.errors import BadRequest, GatewayError
+from telemetry_gateway.gateway.pipeline import IngestPipeline
+from telemetry_gateway.gateway.receivers import status
+from telemetry_gateway.gateway.receivers.responses import export_response
+from telemetry_gateway.gateway.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024

@@ -14,18 +14,18 @@ import logging
 from aiohttp import web
 from google.rpc import status_pb2
 
-from gateway.config import HttpConfig
-from gateway.errors import BadRequest, GatewayError, RequestTimeout, UnsupportedMediaType
-from gateway.pipeline import IngestPipeline, IngestReport
-from gateway.receivers import status
-from gateway.receivers.responses import export_response
-from gateway.receivers import connections
-from gateway.receivers.body import decompress
-from gateway.receivers.jsonlines import JsonLinesRoute
-from gateway.receivers.otlp_json import json_to_protobuf, response_json
-from gateway.receivers.remote_write import RemoteWriteRoute
-from gateway.receivers.zipkin import ZipkinRoute
-from gateway.telemetry import Telemetry
+from telemetry_gateway.gateway.config import HttpConfig
+from telemetry_gateway.gateway.errors import BadRequest, GatewayError, RequestTimeout, UnsupportedMediaType
+from telemetry_gateway.gateway.pipeline import IngestPipeline, IngestReport
+from telemetry_gateway.gateway.receivers import status
+from telemetry_gateway.gateway.receivers.responses import export_response
+from telemetry_gateway.gateway.receivers import connections
+from telemetry_gateway.gateway.receivers.body import decompress
+from telemetry_gateway.gateway.receivers.jsonlines import JsonLinesRoute
+from telemetry_gateway.gateway.receivers.otlp_json import json_to_protobuf, response_json
+from telemetry_gateway.gateway.receivers.remote_write import RemoteWriteRoute
+from telemetry_gateway.gateway.receivers.zipkin import ZipkinRoute
+from telemetry_gateway.gateway.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 

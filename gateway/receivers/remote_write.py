@@ -15,11 +15,11 @@ from __future__ import annotations
 import cramjam
 from aiohttp import web
 
-from gateway.errors import BadRequest, GatewayError, Throttled, UnsupportedMediaType
-from gateway.pipeline import IngestReport
-from gateway.receivers import status
-from gateway.receivers.body import too_large
-from gateway.receivers.route import BodyRoute, retry_headers
+from telemetry_gateway.gateway.errors import BadRequest, GatewayError, Throttled, UnsupportedMediaType
+from telemetry_gateway.gateway.pipeline import IngestReport
+from telemetry_gateway.gateway.receivers import status
+from telemetry_gateway.gateway.receivers.body import too_large
+from telemetry_gateway.gateway.receivers.route import BodyRoute, retry_headers
 
 
 def snappy_length(body: bytes) -> int:

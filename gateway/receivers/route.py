@@ -7,10 +7,10 @@ import asyncio
 
 from aiohttp import web
 
-from gateway.errors import GatewayError, RequestTimeout, UnsupportedMediaType
-from gateway.pipeline import IngestPipeline, IngestReport
-from gateway.receivers import status
-from gateway.telemetry import Telemetry
+from telemetry_gateway.gateway.errors import GatewayError, RequestTimeout, UnsupportedMediaType
+from telemetry_gateway.gateway.pipeline import IngestPipeline, IngestReport
+from telemetry_gateway.gateway.receivers import status
+from telemetry_gateway.gateway.telemetry import Telemetry
 
 
 def retry_headers(exc: GatewayError) -> dict[str, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import grpc
 
-from gateway import errors
+from telemetry_gateway.gateway import errors
 
 GRPC_CODES: dict[type[errors.GatewayError], grpc.StatusCode] = {
     errors.Throttled: grpc.StatusCode.UNAVAILABLE,  # Retryable, with RetryInfo

@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from gateway.config import SyslogConfig
-from gateway.errors import GatewayError
-from gateway.pipeline import IngestPipeline
-from gateway.ratelog import RateLimitedLog
-from gateway.telemetry import Telemetry
+from telemetry_gateway.gateway.config import SyslogConfig
+from telemetry_gateway.gateway.errors import GatewayError
+from telemetry_gateway.gateway.pipeline import IngestPipeline
+from telemetry_gateway.gateway.ratelog import RateLimitedLog
+from telemetry_gateway.gateway.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 

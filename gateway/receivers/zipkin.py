@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.pipeline import IngestReport
-from gateway.receivers.body import decompress
-from gateway.receivers.route import BodyRoute
+from telemetry_gateway.gateway.pipeline import IngestReport
+from telemetry_gateway.gateway.receivers.body import decompress
+from telemetry_gateway.gateway.receivers.route import BodyRoute
 
 
 class ZipkinRoute(BodyRoute):

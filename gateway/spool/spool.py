@@ -45,7 +45,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from gateway.spool.records import DATA, DONE, INTENT, Damage, Record, encode, scan
+from telemetry_gateway.gateway.spool.records import DATA, DONE, INTENT, Damage, Record, encode, scan
 
 log = logging.getLogger(__name__)
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")

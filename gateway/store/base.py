@@ -12,11 +12,11 @@ from abc import ABC, abstractmethod
 
 import pyarrow as pa
 
-from gateway.errors import QueryFailed, QueryRefused, StoreRejected, StoreUnavailable
-from gateway.store.reads import ReadLimits, check_read, kill_statement, read_settings
-from schema import TABLES, Table
-from schema.ddl import ident, set_retention
-from schema.migrations import bookkeeping_ddl, pending
+from telemetry_gateway.gateway.errors import QueryFailed, QueryRefused, StoreRejected, StoreUnavailable
+from telemetry_gateway.gateway.store.reads import ReadLimits, check_read, kill_statement, read_settings
+from telemetry_gateway.schema import TABLES, Table
+from telemetry_gateway.schema.ddl import ident, set_retention
+from telemetry_gateway.schema.migrations import bookkeeping_ddl, pending
 
 # ClickHouse error codes where retrying the same insert cannot help
 # (after Vector's clickhouse sink, which gives up on 117 "incorrect data").

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from gateway.store.base import RegionStore, check_token, classify
-from schema import Table
-from schema.ddl import ident
+from telemetry_gateway.gateway.store.base import RegionStore, check_token, classify
+from telemetry_gateway.schema import Table
+from telemetry_gateway.schema.ddl import ident
 
 LOCK_NAME = ".gateway.lock"
 

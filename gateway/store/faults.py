@@ -21,9 +21,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gateway.errors import StoreRejected, StoreUnavailable
-from gateway.store.base import RegionStore
-from schema import Table
+from telemetry_gateway.gateway.errors import StoreRejected, StoreUnavailable
+from telemetry_gateway.gateway.store.base import RegionStore
+from telemetry_gateway.schema import Table
 
 ENV = "TELEMETRY_GATEWAY_FAULTS"
 

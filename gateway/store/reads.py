@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.errors import QueryRefused
+from telemetry_gateway.gateway.errors import QueryRefused
 
 READ_ROOTS = ("Select", "Show", "Describe", "Exists", "Explain")
 TABLE_FUNCTIONS = frozenset({"numbers", "numbers_mt", "zeros", "zeros_mt", "values", "generate_series",

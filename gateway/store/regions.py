@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from gateway.config import StoreConfig
-from gateway.store import faults
-from gateway.store.base import RegionStore
-from gateway.store.embedded import EmbeddedStore
-from gateway.store.server import ServerStore
+from telemetry_gateway.gateway.config import StoreConfig
+from telemetry_gateway.gateway.store import faults
+from telemetry_gateway.gateway.store.base import RegionStore
+from telemetry_gateway.gateway.store.embedded import EmbeddedStore
+from telemetry_gateway.gateway.store.server import ServerStore
 
 
 def build_store(name: str, config: StoreConfig) -> RegionStore:

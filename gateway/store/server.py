@@ -12,8 +12,8 @@ import threading
 
 import pyarrow as pa
 
-from gateway.store.base import RegionStore, check_token, classify
-from schema import Table
+from telemetry_gateway.gateway.store.base import RegionStore, check_token, classify
+from telemetry_gateway.schema import Table
 
 
 class ServerStore(RegionStore):

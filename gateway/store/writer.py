@@ -35,13 +35,13 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from gateway.deadletter import DeadLetters
-from gateway.errors import GatewayError, StoreRejected, StoreUnavailable, Throttled
-from gateway.retry import RetryPolicy
-from gateway.spool.spool import Batch, Intent, Spool
-from gateway.store.base import RegionStore
-from gateway.telemetry import Telemetry
-from schema import Table, conform
+from telemetry_gateway.gateway.deadletter import DeadLetters
+from telemetry_gateway.gateway.errors import GatewayError, StoreRejected, StoreUnavailable, Throttled
+from telemetry_gateway.gateway.retry import RetryPolicy
+from telemetry_gateway.gateway.spool.spool import Batch, Intent, Spool
+from telemetry_gateway.gateway.store.base import RegionStore
+from telemetry_gateway.gateway.telemetry import Telemetry
+from telemetry_gateway.schema import Table, conform
 
 log = logging.getLogger(__name__)
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.base import Outcome
-from adapters.normalize import CumulativeToDelta, Names, ServiceCatalog, convert_units
-from adapters.points import PointRows
+from telemetry_gateway.adapters.base import Outcome
+from telemetry_gateway.adapters.normalize import CumulativeToDelta, Names, ServiceCatalog, convert_units
+from telemetry_gateway.adapters.points import PointRows
 from tests.adapters.otlp.helpers import NS, context
 from tests.rows import plain_rows
 
@@ -76,7 +76,7 @@ def test_service_catalog_enriches_resources(tmp_path):
 
 
 def test_the_attribute_set_registry_is_bounded_in_bytes_as_well_as_in_sets():
-    from adapters.otlp.attributes import AttributeSets
+    from telemetry_gateway.adapters.otlp.attributes import AttributeSets
 
     sets = AttributeSets(max_bytes=1 << 20)
     first = sets.generation

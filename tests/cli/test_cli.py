@@ -11,7 +11,7 @@ import urllib.error
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 
-from schema.migrations import latest_version
+from telemetry_gateway.schema.migrations import latest_version
 from tests.gateway_process import ROOT
 from tests.receivers.otlp_requests import gauge_request, post
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 def sql(gateway, statement: str, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "sql", "--config", str(gateway.config_path), *extra, statement],
+        [sys.executable, "-m", "telemetry_gateway.gateway.cli", "sql", "--config", str(gateway.config_path), *extra, statement],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )
 
@@ -82,7 +82,7 @@ def test_sigterm_stores_what_was_accepted_then_sql_reads_the_store_directly(star
 def test_a_second_gateway_on_the_same_store_is_refused(start_gateway, tmp_path):
     gw = start_gateway()
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(gw.config_path)],
+        [sys.executable, "-m", "telemetry_gateway.gateway.cli", "serve", "--config", str(gw.config_path)],
         capture_output=True, text=True, cwd=ROOT, timeout=60,
     )
     assert result.returncode == 1
@@ -100,7 +100,7 @@ def test_serve_refuses_a_store_written_by_a_newer_gateway(tmp_path):
     config = tmp_path / "gateway.yaml"
     config.write_text(f"store: {{path: {data}}}\nreceivers: {{otlp: {{grpc: {{enabled: false}}, http: {{enabled: false}}}}}}\n"
                       "admin: {endpoint: 127.0.0.1:1}\n")
-    result = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
+    result = subprocess.run([sys.executable, "-m", "telemetry_gateway.gateway.cli", "serve", "--config", str(config)],
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 1
     assert f"database 'telemetry' has schema version 999, but this gateway knows versions up to {latest_version()}" in result.stderr

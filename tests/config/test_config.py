@@ -8,7 +8,7 @@ import pytest
 
 from pydantic import BaseModel
 
-from gateway.config import ConfigError, GatewayConfig, LogMetricConfig, RegionConfig, load_config
+from telemetry_gateway.gateway.config import ConfigError, GatewayConfig, LogMetricConfig, RegionConfig, load_config
 
 TESTDATA = Path(__file__).parent / "testdata"
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +66,7 @@ def test_the_top_level_must_be_a_mapping():
 
 
 def test_check_config_command_exit_codes():
-    cli = [sys.executable, "-m", "gateway.cli", "check-config"]
+    cli = [sys.executable, "-m", "telemetry_gateway.gateway.cli", "check-config"]
     ok = subprocess.run(cli + [str(ROOT / "deploy" / "gateway.example.yaml")], capture_output=True, text=True)
     assert ok.returncode == 0 and ok.stdout.strip().endswith("gateway.example.yaml: ok")
     bad = subprocess.run(cli + [str(TESTDATA / "typos_and_bad_values.yaml")], capture_output=True, text=True)

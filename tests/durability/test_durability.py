@@ -17,7 +17,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
-from gateway.spool.records import DATA, scan
+from telemetry_gateway.gateway.spool.records import DATA, scan
 from tests.gateway_process import ROOT
 from tests.receivers.otlp_requests import gauge_request, post
 
@@ -154,7 +154,7 @@ def test_a_store_outage_pushes_back_then_everything_acknowledged_arrives(start_g
 
 
 def deadletter_cli(gw, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", "deadletter", *args, "--config", str(gw.config_path)],
+    return subprocess.run([sys.executable, "-m", "telemetry_gateway.gateway.cli", "deadletter", *args, "--config", str(gw.config_path)],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
@@ -227,7 +227,7 @@ def test_redrive_without_a_running_gateway_inserts_directly(start_gateway):
     result = deadletter_cli(gw, "redrive", "--all")
     assert result.returncode == 0, result.stderr
     query = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "sql", "--config", str(gw.config_path), "--format", "JSONEachRow",
+        [sys.executable, "-m", "telemetry_gateway.gateway.cli", "sql", "--config", str(gw.config_path), "--format", "JSONEachRow",
          "SELECT toString(count()) AS n FROM telemetry.metric_points WHERE service_name = 'offline'"],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )

@@ -18,14 +18,14 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from adapters.probes import ProbeResult, add_probe
-from adapters.prometheus.families import Sample
-from adapters.prometheus.prompb import Label, WriteRequest
-from gateway.config import GatewayConfig
-from gateway.errors import GatewayError
-from gateway.pipeline import IngestPipeline
-from gateway.store.regions import RegionStores
-from gateway.telemetry import Telemetry
+from telemetry_gateway.adapters.probes import ProbeResult, add_probe
+from telemetry_gateway.adapters.prometheus.families import Sample
+from telemetry_gateway.adapters.prometheus.prompb import Label, WriteRequest
+from telemetry_gateway.gateway.config import GatewayConfig
+from telemetry_gateway.gateway.errors import GatewayError
+from telemetry_gateway.gateway.pipeline import IngestPipeline
+from telemetry_gateway.gateway.store.regions import RegionStores
+from telemetry_gateway.gateway.telemetry import Telemetry
 
 UNITS = ["ms", "s", "us", "By", "kBy", "%", "1", ""]
 VALUES = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**6, 10**6).map(float))

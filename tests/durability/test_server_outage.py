@@ -11,8 +11,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from gateway.errors import StoreUnavailable
-from gateway.store.server import ServerStore
+from telemetry_gateway.gateway.errors import StoreUnavailable
+from telemetry_gateway.gateway.store.server import ServerStore
 from tests.durability.tcp_proxy import CuttableProxy
 from tests.durability.test_durability import POINTS, per_request, send_http, settled, wait_for
 

@@ -14,9 +14,9 @@ import pyarrow as pa
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from adapters.points import PointRows
-from adapters.base import IngestContext, Outcome
-from gateway.spool.spool import Batch, Spool
+from telemetry_gateway.adapters.points import PointRows
+from telemetry_gateway.adapters.base import IngestContext, Outcome
+from telemetry_gateway.gateway.spool.spool import Batch, Spool
 from tests.durability.test_durability import PB, wait_for
 from tests.receivers.otlp_requests import post
 

@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from tests.receivers.otlp_requests import post, unique
 from tests.receivers.test_remote_write import HEADERS as RW_HEADERS
-from adapters.prometheus.prompb import Label, WriteRequest
+from telemetry_gateway.adapters.prometheus.prompb import Label, WriteRequest
 import cramjam
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ import time
 import cramjam
 import pytest
 
-from adapters.prometheus.prompb import Label, WriteRequest
+from telemetry_gateway.adapters.prometheus.prompb import Label, WriteRequest
 from tests.receivers.otlp_requests import post, unique
 
 pytestmark = pytest.mark.integration

@@ -4,17 +4,17 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from schema import LOGS, POINTS, TABLES, arrow_schema
-from schema.ddl import add_columns, create_table
-from schema.docs import render
-from schema.migrations import latest_version, migration, pending
-from schema.model import FLOAT, TIME_NS, Column, Table
+from telemetry_gateway.schema import LOGS, POINTS, TABLES, arrow_schema
+from telemetry_gateway.schema.ddl import add_columns, create_table
+from telemetry_gateway.schema.docs import render
+from telemetry_gateway.schema.migrations import latest_version, migration, pending
+from telemetry_gateway.schema.model import FLOAT, TIME_NS, Column, Table
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_schema_reference_is_generated_from_the_model():
-    assert (ROOT / "schema" / "SCHEMA.md").read_text() == render() + "\n", "run: python -m schema.docs > schema/SCHEMA.md"
+    assert (ROOT / "schema" / "SCHEMA.md").read_text() == render() + "\n", "run: python -m telemetry_gateway.schema.docs > schema/SCHEMA.md"
 
 
 def test_arrow_schema_has_every_sent_column_in_order():

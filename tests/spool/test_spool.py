@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from gateway.spool.records import DATA, DONE, INTENT, Record, encode, scan
-from gateway.spool.spool import Batch, Intent, Spool, SpoolFull, segment_name
+from telemetry_gateway.gateway.spool.records import DATA, DONE, INTENT, Record, encode, scan
+from telemetry_gateway.gateway.spool.spool import Batch, Intent, Spool, SpoolFull, segment_name
 
 
 def rows(*values: float) -> pa.Table:

@@ -5,8 +5,8 @@ import uuid
 
 import pytest
 
-from gateway.store.embedded import EmbeddedStore
-from gateway.store.server import ServerStore
+from telemetry_gateway.gateway.store.embedded import EmbeddedStore
+from telemetry_gateway.gateway.store.server import ServerStore
 
 
 def _server_url() -> str:

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from gateway.admin import run_read
-from gateway.errors import QueryFailed, QueryRefused
-from gateway.store.reads import ReadLimits
+from telemetry_gateway.gateway.admin import run_read
+from telemetry_gateway.gateway.errors import QueryFailed, QueryRefused
+from telemetry_gateway.gateway.store.reads import ReadLimits
 
 LIMITS = ReadLimits(timeout_s=3, max_memory_bytes=128 << 20, max_result_rows=1000, max_result_bytes=1 << 20)
 

@@ -6,12 +6,12 @@ import pyarrow as pa
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from adapters.otlp.attributes import AttributeSets
-from adapters.otlp.metrics import decode_request, metrics_to_arrow
-from gateway.errors import QueryRefused, StoreRejected, StoreUnavailable
-from gateway.store.base import classify
-from schema import LOGS, POINTS, TABLES
-from schema.migrations import SchemaTooNew, latest_version
+from telemetry_gateway.adapters.otlp.attributes import AttributeSets
+from telemetry_gateway.adapters.otlp.metrics import decode_request, metrics_to_arrow
+from telemetry_gateway.gateway.errors import QueryRefused, StoreRejected, StoreUnavailable
+from telemetry_gateway.gateway.store.base import classify
+from telemetry_gateway.schema import LOGS, POINTS, TABLES
+from telemetry_gateway.schema.migrations import SchemaTooNew, latest_version
 from tests.adapters.otlp.helpers import NS, context
 
 NOW = 1_800_000_000 * NS
@@ -136,7 +136,7 @@ def test_errors_are_sorted_by_whether_a_retry_can_help():
 
 
 def test_an_older_store_is_migrated_forward(make_store):
-    from schema.migrations import bookkeeping_ddl, migration
+    from telemetry_gateway.schema.migrations import bookkeeping_ddl, migration
 
     old = make_store()
     for statement in bookkeeping_ddl(old.database) + migration(old.database, 1).statements:
@@ -149,8 +149,8 @@ def test_an_older_store_is_migrated_forward(make_store):
 
 
 def test_prometheus_histograms_are_assembled_at_query_time(store):
-    from adapters.prometheus.prompb import Label, WriteRequest
-    from adapters.prometheus.remote_write import PrometheusMetadata, remote_write_to_arrow
+    from telemetry_gateway.adapters.prometheus.prompb import Label, WriteRequest
+    from telemetry_gateway.adapters.prometheus.remote_write import PrometheusMetadata, remote_write_to_arrow
 
     now_ms = NOW // 1_000_000 - 5000
     # Buckets arrive in two requests, out of order, as Prometheus shards them.

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import json
 
-from adapters.apm import zipkin
-from adapters.apm.red import OVERFLOW, SeriesLimiter, SpanFact, red_rows
-from adapters.histogram import DURATION_BOUNDS
+from telemetry_gateway.adapters.apm import zipkin
+from telemetry_gateway.adapters.apm.red import OVERFLOW, SeriesLimiter, SpanFact, red_rows
+from telemetry_gateway.adapters.histogram import DURATION_BOUNDS
 from tests.adapters.otlp.helpers import NS, context
 from tests.rows import plain_rows
 
@@ -81,7 +81,7 @@ def test_spans_without_a_proper_end_are_refused():
 
 def test_zipkin_span_rows_refuse_endless_durations_and_pad_short_ids():
     # Found by the fuzzer: a duration of 1e400 (infinity) raised out of the span rows.
-    from adapters.otlp.attributes import AttributeSets
+    from telemetry_gateway.adapters.otlp.attributes import AttributeSets
 
     now_us = 1_800_000_000_000_000
     spans = [{"traceId": "a" * 32, "id": "b1", "parentId": "1", "timestamp": now_us, "duration": 5},

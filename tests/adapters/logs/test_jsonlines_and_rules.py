@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import json
 
-from adapters.jsonlines import jsonlines_to_arrow
-from adapters.log_metrics import LogMetricRule, derive
+from telemetry_gateway.adapters.jsonlines import jsonlines_to_arrow
+from telemetry_gateway.adapters.log_metrics import LogMetricRule, derive
 from tests.adapters.otlp.helpers import NS, context
 from tests.rows import plain_rows
 

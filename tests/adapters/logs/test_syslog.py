@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.syslog import InvalidSyslog, parse, syslog_to_arrow
+from telemetry_gateway.adapters.syslog import InvalidSyslog, parse, syslog_to_arrow
 from tests.adapters.otlp.helpers import NS, context
 from tests.rows import check_golden, plain_rows
 
@@ -61,7 +61,7 @@ def test_malformed_messages_are_refused_with_a_reason(raw, reason):
 
 def test_rows_keep_the_good_and_count_the_bad():
     result = syslog_to_arrow([RFC5424_SD, b"junk", RFC3164], context(1_800_000_000 * NS, source_kind="log",
-                                                                        window=__import__("adapters.base").base.AcceptWindow(max_age_ns=10**20)))
+                                                                        window=__import__("telemetry_gateway.adapters.base").adapters.base.AcceptWindow(max_age_ns=10**20)))
     rows = plain_rows(result.table)
     assert [(r["service_name"], r["severity_text"], r["severity_number"], r["resource_attributes"].get("host.name")) for r in rows] == [
         ("evntslog", "notice", 10, "mymachine.example.com"), ("su", "crit", 18, "mymachine"),

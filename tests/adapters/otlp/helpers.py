@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapters.base import AcceptWindow, IngestContext
+from telemetry_gateway.adapters.base import AcceptWindow, IngestContext
 
 TESTDATA = Path(__file__).parent / "testdata"
 NS = 1_000_000_000

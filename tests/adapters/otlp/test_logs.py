@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from adapters.otlp.attributes import AttributeSets
-from adapters.otlp.logs import decode_request, logs_to_arrow
-from schema import LOGS, arrow_schema
+from telemetry_gateway.adapters.otlp.attributes import AttributeSets
+from telemetry_gateway.adapters.otlp.logs import decode_request, logs_to_arrow
+from telemetry_gateway.schema import LOGS, arrow_schema
 from tests.adapters.otlp.helpers import NS, TESTDATA, context
 from tests.rows import check_golden, plain_rows
 

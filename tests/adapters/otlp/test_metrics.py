@@ -7,9 +7,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from adapters.otlp.attributes import AttributeSets
-from adapters.otlp.metrics import decode_request, metrics_to_arrow
-from schema import POINTS, arrow_schema
+from telemetry_gateway.adapters.otlp.attributes import AttributeSets
+from telemetry_gateway.adapters.otlp.metrics import decode_request, metrics_to_arrow
+from telemetry_gateway.schema import POINTS, arrow_schema
 from tests.adapters.otlp.helpers import NS, TESTDATA, context
 from tests.rows import check_golden, plain_rows
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapters.base import Outcome
-from adapters.points import PointRows
-from adapters.probes import ProbeResult, add_probe, add_snmp_interfaces, from_blackbox
-from gateway.pollers.scrape import parse
+from telemetry_gateway.adapters.base import Outcome
+from telemetry_gateway.adapters.points import PointRows
+from telemetry_gateway.adapters.probes import ProbeResult, add_probe, add_snmp_interfaces, from_blackbox
+from telemetry_gateway.gateway.pollers.scrape import parse
 from tests.adapters.otlp.helpers import NS, context
 from tests.rows import check_golden, plain_rows
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import cramjam
 
-from adapters.points import stale_marker
-from adapters.prometheus.prompb import Label, WriteRequest
-from adapters.prometheus.remote_write import PrometheusMetadata, remote_write_to_arrow
+from telemetry_gateway.adapters.points import stale_marker
+from telemetry_gateway.adapters.prometheus.prompb import Label, WriteRequest
+from telemetry_gateway.adapters.prometheus.remote_write import PrometheusMetadata, remote_write_to_arrow
 from tests.adapters.otlp.helpers import NS, context
 from tests.rows import check_golden, plain_rows
 

@@ -19,7 +19,7 @@ sys.path.insert(0, str(HERE.parents[3]))
 
 import cramjam  # noqa: E402
 
-from adapters.prometheus.prompb import WriteRequest  # noqa: E402
+from telemetry_gateway.adapters.prometheus.prompb import WriteRequest  # noqa: E402
 from tests.gateway_process import free_port  # noqa: E402
 from tests.peers import node_exporter, prometheus  # noqa: E402
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from telemetry_gateway.adapters.base import AcceptWindow, IngestContext, Outcome
-from telemetry_gateway.adapters.otlp.attributes import AttributeSets, service_name
+from telemetry_gateway.adapters.attributes import AttributeSets, service_name
 
 TIME_TYPE = pa.timestamp("ns", tz="UTC")
 
@@ -32,34 +31,22 @@ def time_array(values: np.ndarray) -> pa.Array:
     return pa.array(np.minimum(values, np.uint64(2**63 - 1)).astype(np.int64), TIME_TYPE)
 
 
-def window_masks(event_ns: np.ndarray, window: AcceptWindow, received_ns: int, field_name: str) -> dict[str, np.ndarray]:
-    """Masks of rows whose time is 0, older than the window or too far ahead."""
-    oldest = max(received_ns - window.max_age_ns, 1)
-    newest = received_ns + window.max_future_ns
-    zero = event_ns == 0
-    return {
-        f"{field_name} is 0": zero,
-        f"{field_name} older than the accept window ({window.max_age_ns // 10**9}s)": ~zero & (event_ns < oldest),
-        f"{field_name} more than {window.max_future_ns // 10**9}s in the future": event_ns > newest,
-    }
-
-
-def apply_rejections(n: int, masks: dict[str, np.ndarray], outcome: Outcome) -> np.ndarray:
-    """Count each reason once per row (first reason wins); return the keep mask."""
+def apply_rejections(n: int, rejects: list[tuple[str, str, np.ndarray]], outcome) -> np.ndarray:
+    """Count each row once, for the first reason that applies; return the keep mask."""
     rejected = np.zeros(n, dtype=bool)
-    for reason, mask in masks.items():
+    for code, reason, mask in rejects:
         fresh = mask & ~rejected
-        outcome.reject(reason, int(fresh.sum()))
+        outcome.reject(code, reason, int(fresh.sum()))
         rejected |= fresh
     return ~rejected
 
 
-def index_masks(n: int, reasons: dict[int, str]) -> dict[str, np.ndarray]:
-    """Masks from a sparse {row: reason} map, one mask per distinct reason."""
-    masks: dict[str, np.ndarray] = {}
-    for row, reason in reasons.items():
-        masks.setdefault(reason, np.zeros(n, bool))[row] = True
-    return masks
+def index_masks(n: int, reasons: dict[int, tuple[str, str]]) -> list[tuple[str, str, np.ndarray]]:
+    """Masks from a sparse {row: (code, reason)} map, one mask per distinct reason."""
+    masks: dict[tuple[str, str], np.ndarray] = {}
+    for row, why in reasons.items():
+        masks.setdefault(why, np.zeros(n, bool))[row] = True
+    return [(code, reason, mask) for (code, reason), mask in masks.items()]
 
 
 def flags_column(n: int, flags: dict[str, np.ndarray]) -> pa.ListArray:
@@ -103,14 +90,3 @@ class Origins:
             "scope_version": pa.array(self.scope_version, pa.string()).take(take),
         }
         return columns, hashes
-
-
-def provenance_columns(ctx: IngestContext, n: int) -> dict[str, pa.Array]:
-    return {
-        "received_time": constant(ctx.received_ns, TIME_TYPE, n),
-        "source_kind": constant(ctx.source_kind, pa.string(), n),
-        "source_id": constant(ctx.source_id, pa.string(), n),
-        "tenant": constant(ctx.tenant, pa.string(), n),
-        "region": constant(ctx.region, pa.string(), n),
-        "batch_id": constant(ctx.batch_id, pa.string(), n),
-    }

@@ -14,9 +14,9 @@ import json
 import math
 from datetime import datetime
 
-from telemetry_gateway.adapters.base import AdaptResult, IngestContext, Outcome
+from telemetry_gateway.adapters.base import AdaptContext, AdaptResult, Outcome
 from telemetry_gateway.adapters.logrows import LogRows
-from telemetry_gateway.adapters.otlp.attributes import AttributeLimits, InvalidAttributes
+from telemetry_gateway.adapters.attributes import AttributeLimits, InvalidAttributes
 
 TIME_KEYS = ("timestamp", "time", "ts", "@timestamp")
 BODY_KEYS = ("message", "msg", "body", "log")
@@ -54,7 +54,7 @@ def _text(value) -> str:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def jsonlines_to_arrow(body: bytes, ctx: IngestContext, limits: AttributeLimits = AttributeLimits()) -> AdaptResult:
+def jsonlines_to_arrow(body: bytes, ctx: AdaptContext, limits: AttributeLimits = AttributeLimits()) -> AdaptResult:
     outcome = Outcome()
     rows = LogRows()
     for number, line in enumerate(body.splitlines(), 1):
@@ -63,15 +63,15 @@ def jsonlines_to_arrow(body: bytes, ctx: IngestContext, limits: AttributeLimits 
         try:
             record = json.loads(line)
         except (ValueError, UnicodeDecodeError, RecursionError):
-            outcome.reject("line is not valid JSON")
+            outcome.reject("malformed", "line is not valid JSON")
             continue
         if not isinstance(record, dict):
-            outcome.reject("line is not a JSON object")
+            outcome.reject("malformed", "line is not a JSON object")
             continue
         try:
             time_ns = parse_time(_pop(record, TIME_KEYS))
         except (ValueError, OverflowError, OSError):
-            outcome.reject("time is not a number of (milli/micro/nano)seconds or an ISO 8601 time with a zone")
+            outcome.reject("invalid_time", "time is not a number of (milli/micro/nano)seconds or an ISO 8601 time with a zone")
             continue
         level = str(_pop(record, LEVEL_KEYS) or "")
         service = _pop(record, SERVICE_KEYS)
@@ -80,10 +80,10 @@ def jsonlines_to_arrow(body: bytes, ctx: IngestContext, limits: AttributeLimits 
         try:
             limits.check(tuple(attributes), tuple(attributes.values()))
         except InvalidAttributes as exc:
-            outcome.reject(str(exc))
+            outcome.reject("invalid_attributes", str(exc))
             continue
         rows.add(time_ns=time_ns, observed_ns=ctx.received_ns, severity=LEVELS.get(level.lower(), 0),
                  severity_text=level, body="" if body_value is None else _text(body_value),
                  attributes=attributes,
                  resource={"service.name": _text(service)} if service else {}, scope="jsonlines")
-    return rows.finish(ctx, outcome)
+    return AdaptResult([rows.finish(ctx.received_ns)], outcome)

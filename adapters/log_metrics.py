@@ -22,7 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from telemetry_gateway.adapters.histogram import DurationHistogram
-from telemetry_gateway.adapters.base import AdaptResult, IngestContext, Outcome
+from telemetry_gateway.adapters.attributes import AttributeSets
+from telemetry_gateway.adapters.base import Draft
 from telemetry_gateway.adapters.points import PointRows
 
 COMBINED = (r'^(?P<client>\S+) \S+ \S+ \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+)[^"]*" '
@@ -73,11 +74,10 @@ def _labels(rule: LogMetricRule, groups: dict[str, str], severity: str) -> tuple
     return tuple(out)
 
 
-def derive(rules: list[LogMetricRule], logs: pa.Table, ctx: IngestContext, window_s: int = 10) -> AdaptResult:
+def derive(rules: list[LogMetricRule], logs: pa.Table, sets: AttributeSets, window_s: int = 10) -> Draft:
     """Points for every rule over a `log_records` table."""
-    outcome = Outcome()
     if not rules or logs.num_rows == 0:
-        return PointRows().finish(ctx, outcome)
+        return PointRows(sets).finish()
     window_ns = window_s * 10**9
     bodies = logs.column("body").to_pylist()
     services = logs.column("service_name").to_pylist()
@@ -97,10 +97,10 @@ def derive(rules: list[LogMetricRule], logs: pa.Table, ctx: IngestContext, windo
             window = t // window_ns * window_ns
             cell = cells.setdefault((rule, service, _labels(rule, groups, severity), window), _Cell())
             _count(cell, rule, groups)
-    rows = PointRows()
+    rows = PointRows(sets)
     for (rule, service, labels, window), cell in cells.items():
         _emit(rows, rule, service, dict(labels), window, window + window_ns, cell)
-    return rows.finish(ctx, outcome)
+    return rows.finish()
 
 
 def _count(cell: _Cell, rule: LogMetricRule, groups: dict[str, str]) -> None:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from telemetry_gateway.adapters.base import AdaptResult, IngestContext, Outcome
-from telemetry_gateway.adapters.columns import apply_rejections, flags_column, provenance_columns, time_array, times, window_masks
-from telemetry_gateway.adapters.otlp.attributes import service_name
-from telemetry_gateway.schema import LOGS, arrow_schema
-
-SCHEMA = arrow_schema(LOGS)
+from telemetry_gateway.adapters.base import Draft
+from telemetry_gateway.adapters.columns import time_array, times
+from telemetry_gateway.adapters.attributes import service_name
+from telemetry_gateway.schema import LOGS
 
 
 def _map(dicts: list[dict[str, str]]) -> pa.MapArray:
@@ -39,17 +37,11 @@ class LogRows:
         self.attributes.append(attributes)
         self.resources.append(resource)
 
-    def finish(self, ctx: IngestContext, outcome: Outcome) -> AdaptResult:
-        n = len(self)
-        if n == 0:
-            return AdaptResult(SCHEMA.empty_table(), outcome)
+    def finish(self, received_ns: int) -> Draft:
+        """A record without a time takes the time it was received, and says so in a flag."""
         event = times(self.cols["time"])
         missing = event == 0
-        effective = np.where(missing, np.uint64(ctx.received_ns), event)
-        keep = apply_rejections(n, window_masks(effective, ctx.window, ctx.received_ns, "log time"), outcome)
-        flags = {"time_from_received": missing}
-        cols = {
-            "time": time_array(effective),
+        columns = {
             "observed_time": time_array(times(self.cols["observed_time"])),
             "severity_number": pa.array(self.cols["severity_number"], pa.uint8()),
             "severity_text": pa.array(self.cols["severity_text"], pa.string()),
@@ -58,17 +50,6 @@ class LogRows:
             "attributes": _map(self.attributes),
             "resource_attributes": _map(self.resources),
             "service_name": pa.array([service_name(tuple(r), tuple(r.values())) for r in self.resources], pa.string()),
-            "quality_flags": flags_column(n, flags),
-            **provenance_columns(ctx, n),
         }
-        arrays = []
-        for field in SCHEMA:
-            if field.name in cols:
-                arrays.append(cols[field.name])
-            elif pa.types.is_string(field.type):
-                arrays.append(pa.array([""] * n, pa.string()))
-            else:
-                arrays.append(pa.array(np.zeros(n, field.type.to_pandas_dtype()), field.type))
-        table = pa.Table.from_arrays(arrays, schema=SCHEMA)
-        outcome.warn("time_from_received", int((missing & keep).sum()))
-        return AdaptResult(table if keep.all() else table.filter(pa.array(keep)), outcome)
+        return Draft(LOGS, columns, np.where(missing, np.uint64(received_ns), event), "log time",
+                     flags={"time_from_received": missing})

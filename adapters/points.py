@@ -12,12 +12,11 @@ import struct
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from telemetry_gateway.adapters.base import AdaptResult, IngestContext, Outcome
-from telemetry_gateway.adapters.columns import apply_rejections, constant, flags_column, provenance_columns, time_array, times, window_masks
-from telemetry_gateway.adapters.otlp.attributes import AttributeSets, service_name
-from telemetry_gateway.adapters.series import series_ids, text_hash
+from telemetry_gateway.adapters.attributes import AttributeSets, service_name
+from telemetry_gateway.adapters.base import Draft, SeriesParts
+from telemetry_gateway.adapters.columns import time_array, times
+from telemetry_gateway.adapters.series import text_hash
 from telemetry_gateway.schema import POINTS, arrow_schema
 
 SCHEMA = arrow_schema(POINTS)
@@ -34,18 +33,14 @@ def stale_marker() -> float:
     return struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
 
 
-# Text sources share one registry of label sets across batches, so a series'
-# labels are sorted and hashed once, not once per batch.
-SHARED_SETS = AttributeSets()
-
-
 class PointRows:
     """Append points one by one; `finish` turns them into a checked Arrow table."""
 
     TEXT = ("metric_name", "description", "unit", "kind", "temporality", "scope_name", "scope_version")
 
-    def __init__(self, sets: AttributeSets | None = None) -> None:
-        self.labels = sets or SHARED_SETS
+    def __init__(self, sets: AttributeSets) -> None:
+        # The tenant's registry: a series' labels are sorted and hashed once, not once per batch.
+        self.labels = sets
         self.labels.begin()
         # Points of known series, appended cheaply (value, time) and expanded in finish().
         self.series_info: list[tuple] = []
@@ -132,21 +127,11 @@ class PointRows:
         """An extra quality flag for one row (e.g. `cardinality_overflow`)."""
         self.flags_extra.append((row, name))
 
-    def finish(self, ctx: IngestContext, outcome: Outcome) -> AdaptResult:
+    def finish(self) -> Draft:
+        """The rows as a draft; the finalize stage checks times and adds the shared flags."""
         self._materialize()
         n = len(self)
-        if n == 0:
-            return AdaptResult(SCHEMA.empty_table(), outcome)
-        event = times(self.cols["time"])
-        keep = apply_rejections(n, window_masks(event, ctx.window, ctx.received_ns, "sample time"), outcome)
-        value = np.asarray(self.cols["value"], np.float64)
-        stale = np.asarray(self.cols["point_flags"], np.uint32) == NO_RECORDED_VALUE
-        bad_sum = pc.fill_null(pc.invert(pc.is_finite(pa.array(self.cols["sum"], pa.float64()))), False)
-        numbers = np.isin(np.asarray(self.cols["kind"], object), ["gauge", "sum"])
-        flags = {
-            "no_recorded_value": stale,
-            "non_finite": ~stale & ((numbers & ~np.isfinite(value)) | (~numbers & bad_sum.to_numpy(zero_copy_only=False))),
-        }
+        flags: dict[str, np.ndarray] = {}
         for row, name in self.flags_extra:
             flags.setdefault(name, np.zeros(n, bool))[row] = True
         attributes, attr_hashes = self.labels.map_column(self.attrs)
@@ -154,34 +139,14 @@ class PointRows:
         distinct = {name: text_hash(name) for name in set(self.cols["metric_name"])}
         names = np.fromiter((distinct[x] for x in self.cols["metric_name"]), np.uint64, n)
         service_of = {r: service_name(self.labels.keys[r], self.labels.values[r]) for r in set(self.resources)}
-        services = [service_of[r] for r in self.resources]
-        cols = {
-            "time": time_array(event),
+        columns = {
             "start_time": time_array(times(self.cols["start_time"])),
             "attributes": attributes,
             "resource_attributes": resources,
-            "service_name": pa.array(services, pa.string()),
-            "series_id": pa.array(series_ids(ctx.tenant, names, resource_hashes, attr_hashes)),
-            "quality_flags": flags_column(n, flags),
-            **provenance_columns(ctx, n),
+            "service_name": pa.array([service_of[r] for r in self.resources], pa.string()),
         }
-        arrays = []
-        for field in SCHEMA:
-            if field.name in cols:
-                arrays.append(cols[field.name])
-            elif field.name in self.cols:
-                arrays.append(pa.array(self.cols[field.name], field.type))
-            else:
-                arrays.append(_zeros(field, n))
-        table = pa.Table.from_arrays(arrays, schema=SCHEMA)
-        for name, mask in flags.items():
-            outcome.warn(name, int((mask & keep).sum()))
-        return AdaptResult(table if keep.all() else table.filter(pa.array(keep)), outcome)
-
-
-def _zeros(field: pa.Field, n: int) -> pa.Array:
-    if pa.types.is_list(field.type):
-        return pa.repeat(pa.scalar([], field.type), n)
-    if field.nullable:
-        return pa.nulls(n, field.type)
-    return constant(0, field.type, n)
+        for name, values in self.cols.items():
+            if name not in ("time", "start_time"):
+                columns[name] = pa.array(values, SCHEMA.field(name).type)
+        return Draft(POINTS, columns, times(self.cols["time"]), "sample time", flags=flags,
+                     series=SeriesParts(names, resource_hashes, attr_hashes))

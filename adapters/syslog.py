@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from telemetry_gateway.adapters.base import AdaptResult, IngestContext, Outcome
+from telemetry_gateway.adapters.base import AdaptContext, AdaptResult, Outcome
 from telemetry_gateway.adapters.logrows import LogRows
 
 SEVERITIES = (  # syslog severity -> (OTLP number, text)
@@ -138,14 +138,14 @@ def _attributes(pri: int, fmt: str, procid: str, msgid: str, sd: dict[str, str])
     return out
 
 
-def syslog_to_arrow(messages: list[bytes], ctx: IngestContext) -> AdaptResult:
+def syslog_to_arrow(messages: list[bytes], ctx: AdaptContext) -> AdaptResult:
     outcome = Outcome()
     rows = LogRows()
     for raw in messages:
         try:
             msg = parse(raw, ctx.received_ns)
         except InvalidSyslog as exc:
-            outcome.reject(str(exc))
+            outcome.reject("malformed", str(exc))
             continue
         number, text = SEVERITIES[msg.severity]
         resource = {"service.name": msg.app or "syslog"}
@@ -153,4 +153,4 @@ def syslog_to_arrow(messages: list[bytes], ctx: IngestContext) -> AdaptResult:
             resource["host.name"] = msg.host
         rows.add(time_ns=msg.time_ns, observed_ns=ctx.received_ns, severity=number, severity_text=text,
                  body=msg.message, attributes=msg.attributes, resource=resource, scope="syslog")
-    return rows.finish(ctx, outcome)
+    return AdaptResult([rows.finish(ctx.received_ns)], outcome)

@@ -23,7 +23,7 @@ from telemetry_gateway.gateway.service import RUNTIME_FILE, TOKEN_FILE, serve
 from telemetry_gateway.gateway.store.embedded import DataDirInUse, holder_alive
 from telemetry_gateway.gateway.store.regions import RegionStores
 from telemetry_gateway.gateway.store.writer import batch_token
-from telemetry_gateway.schema import TABLES
+from telemetry_gateway.schema import conform
 from telemetry_gateway.schema.migrations import SchemaTooNew
 
 CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="YAML config file.")
@@ -38,8 +38,8 @@ def _load(path: Path | None) -> GatewayConfig:
 
 @click.group()
 def main() -> None:
-    """Telemetry ingestion and normalization gateway."""
-    # Telemetry and the admin token are private: every file the gateway or the
+    """SelfMetrics ingestion and normalization gateway."""
+    # SelfMetrics and the admin token are private: every file the gateway or the
     # engine inside it creates is 0600, every directory 0700.
     os.umask(0o077)
 
@@ -193,8 +193,7 @@ def _redrive_direct(config: GatewayConfig, letters: DeadLetters, batch_id: str) 
     new_id = uuid.uuid4().hex
     try:
         stores.open()
-        table = next(t for t in TABLES if t.name == batch.table)
-        stores[batch.region].insert(table, batch.rows, batch_token([new_id]))
+        stores[batch.region].insert(batch.table, conform(batch.table, batch.rows), batch_token([new_id]))
     except GatewayError as exc:
         return f"error: {str(exc).splitlines()[0]}"
     finally:

@@ -13,96 +13,27 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, create_model, model_validator
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-_ENDPOINT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
+from telemetry_gateway.gateway.components import COMPONENTS
+from telemetry_gateway.gateway.config_base import ConnectionLimits, Endpoint, Model, Seconds
+
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _seconds(value: object) -> object:
-    """'250ms', '30s', '5m', '1h', '14d' or a number of seconds."""
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"not a duration: {value!r} (use e.g. 250ms, 30s, 5m, 1h, 14d)")
-        return float(match.group(1)) * _UNITS[match.group(2)]
-    return value
+def _section(name: str, **extra) -> type[Model]:
+    """`receivers` or `pollers`: one key per registered component, each with its own config model."""
+    fields = {c.name: (c.config, c.config()) for c in COMPONENTS if c.section == name}
+    return create_model(f"{name.capitalize()}Config", __base__=Model, **extra, **fields)
 
 
-def _endpoint(value: object) -> object:
-    if not isinstance(value, str) or not _ENDPOINT.match(value):
-        raise ValueError(f"not a host:port endpoint: {value!r}")
-    if not 0 < int(value.rsplit(":", 1)[1]) < 65536:
-        raise ValueError(f"port out of range in {value!r}")
-    return value
-
-
-Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
-Endpoint = Annotated[str, BeforeValidator(_endpoint)]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ConnectionLimits(Model):
-    """Shared by every listener: how many connections, how long they may idle or dawdle."""
-
-    max_connections: int = Field(1024, gt=0)
-    # A connection with no request in progress is closed after this long.
-    idle_timeout: Seconds = 120.0
-    # A request (its body, for HTTP) must arrive within this long.
-    request_timeout: Seconds = 60.0
-
-
-class GrpcConfig(Model):
-    enabled: bool = True
-    # Localhost unless configured: exposing the port is an explicit decision.
-    endpoint: Endpoint = "127.0.0.1:4317"
-    max_recv_msg_size_mib: float = Field(4, gt=0, le=256)
-    connections: ConnectionLimits = ConnectionLimits()
-
-
-class HttpConfig(Model):
-    enabled: bool = True
-    endpoint: Endpoint = "127.0.0.1:4318"
-    # OTLP/HTTP recommends 20 MiB, measured after decompression.
-    max_request_body_mib: float = Field(20, gt=0, le=512)
-    connections: ConnectionLimits = ConnectionLimits()
-
-
-class OtlpConfig(Model):
-    grpc: GrpcConfig = GrpcConfig()
-    http: HttpConfig = HttpConfig()
-
-
-class SyslogListener(Model):
-    enabled: bool = False
-    endpoint: Endpoint = "127.0.0.1:5140"
-    # TCP only.
-    connections: ConnectionLimits = ConnectionLimits()
-
-
-class SyslogConfig(Model):
-    """RFC 5424 / RFC 3164 over TCP (octet counting or newline framing) and UDP."""
-
-    tcp: SyslogListener = SyslogListener()
-    udp: SyslogListener = SyslogListener()
-    max_message_kib: int = Field(64, gt=0, le=16384)
-    # Messages are handed to the spool in batches: every flush_interval or max_batch messages.
-    flush_interval: Seconds = 0.2
-    max_batch: int = Field(2000, gt=0)
-
-
-class ReceiversConfig(Model):
-    otlp: OtlpConfig = OtlpConfig()
-    syslog: SyslogConfig = SyslogConfig()
+ReceiversConfig = _section("receivers")
+# `location` is where probes run from: the `probe.location` attribute of probe series.
+PollersConfig = _section("pollers", location=(str, Field(default_factory=socket.gethostname)))
 
 
 class LimitsConfig(Model):
@@ -187,37 +118,6 @@ class StoreConfig(Model):
         return self
 
 
-class ScrapeTarget(Model):
-    url: str = Field(pattern=r"^https?://")
-    job: str = Field("scrape", min_length=1)
-    labels: dict[str, str] = {}
-
-
-class ScrapeConfig(Model):
-    """The agentless poller: scrapes Prometheus/OpenMetrics endpoints itself."""
-
-    interval: Seconds = 15.0
-    timeout: Seconds = 10.0
-    # Each cycle starts up to this fraction of the interval early or late.
-    jitter: float = Field(0.1, ge=0.0, lt=0.5)
-    concurrency: int = Field(16, gt=0)
-    sample_limit: int = Field(50_000, gt=0)
-    # Samples all targets may add per interval; past it scrapes fail until the next interval.
-    total_sample_limit: int = Field(2_000_000, gt=0)
-    body_limit_mib: float = Field(16, gt=0)
-    honor_labels: bool = False
-    targets: list[ScrapeTarget] = []
-    # Prometheus file_sd files (JSON or YAML): [{targets: [host:port], labels: {...}}].
-    file_sd: list[Path] = []
-    refresh_interval: Seconds = 5.0
-
-    @model_validator(mode="after")
-    def _timeout_fits(self) -> ScrapeConfig:
-        if self.timeout > self.interval:
-            raise ValueError("timeout must not exceed interval")
-        return self
-
-
 class ApmConfig(Model):
     """RED series from spans (OTLP traces, Zipkin)."""
 
@@ -251,24 +151,6 @@ class LogMetricConfig(Model):
         return self
 
 
-class ProbeTarget(Model):
-    kind: Literal["http", "tcp"]
-    # http: a URL; tcp: host:port.
-    target: str = Field(min_length=1)
-    module: str = ""
-    # HTTP statuses that count as success (default: 2xx and 3xx).
-    expect_status: list[int] = []
-    labels: dict[str, str] = {}
-
-
-class ProbesConfig(Model):
-    """The built-in synthetic prober (no exporter needed)."""
-
-    interval: Seconds = 30.0
-    timeout: Seconds = 10.0
-    targets: list[ProbeTarget] = []
-
-
 class NormalizeConfig(Model):
     """Shared normalization (adapters.normalize)."""
 
@@ -281,13 +163,6 @@ class NormalizeConfig(Model):
     cumulative_to_delta: list[str] = []
     # YAML/JSON file: services: {<service.name>: {team, tier, environment}}.
     service_catalog: Path | None = None
-
-
-class PollersConfig(Model):
-    # Where probes run from: the `probe.location` attribute of probe series.
-    location: str = Field(default_factory=socket.gethostname)
-    scrape: ScrapeConfig = ScrapeConfig()
-    probes: ProbesConfig = ProbesConfig()
 
 
 class QueryConfig(Model):

@@ -13,10 +13,11 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from telemetry_gateway.gateway.spool.spool import Batch, from_ipc, to_ipc
+from telemetry_gateway.gateway.batch import Batch, Provenance, table_named
+from telemetry_gateway.gateway.spool.spool import from_ipc, to_ipc
 
 _ID = re.compile(r"^[0-9a-f]{8,64}$")
 
@@ -29,6 +30,7 @@ class DeadLetter:
     rows: int
     reason: str
     time_ns: int
+    provenance: dict = field(default_factory=dict)
 
 
 def _write_durably(path: Path, data: bytes) -> None:
@@ -53,14 +55,16 @@ class DeadLetters:
         self.path.mkdir(parents=True, exist_ok=True)
         batch_id = self._check(batch.batch_id)
         _write_durably(self.path / f"{batch_id}.arrow", to_ipc(batch.rows))
-        meta = {"batch_id": batch_id, "region": batch.region, "table": batch.table,
-                "rows": batch.rows.num_rows, "reason": reason, "time_ns": time.time_ns()}
+        meta = {"batch_id": batch_id, "region": batch.region, "table": batch.table.name, "rows": batch.rows.num_rows,
+                "reason": reason, "time_ns": time.time_ns(), "provenance": batch.provenance.to_meta()}
         _write_durably(self.path / f"{batch_id}.json", json.dumps(meta).encode())
 
     def list(self) -> list[DeadLetter]:
         if not self.path.exists():
             return []
-        entries = [DeadLetter(**json.loads(p.read_text())) for p in self.path.glob("*.json")]
+        known = DeadLetter.__dataclass_fields__
+        entries = [DeadLetter(**{k: v for k, v in json.loads(p.read_text()).items() if k in known})
+                   for p in self.path.glob("*.json")]
         return sorted(entries, key=lambda e: e.time_ns)
 
     def load(self, batch_id: str) -> Batch:
@@ -70,7 +74,7 @@ class DeadLetters:
         except FileNotFoundError:
             raise KeyError(f"no dead letter {batch_id}") from None
         rows = from_ipc((self.path / f"{batch_id}.arrow").read_bytes())
-        return Batch(batch_id, meta["region"], meta["table"], rows)
+        return Batch(table_named(meta["table"]), rows, Provenance.from_meta(meta, meta["region"], batch_id))
 
     def remove(self, batch_id: str) -> None:
         batch_id = self._check(batch_id)

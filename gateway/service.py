@@ -17,17 +17,15 @@ import secrets
 import signal
 from pathlib import Path
 
+from functools import partial
+
 from telemetry_gateway.gateway.admin import AdminServer
+from telemetry_gateway.gateway.components import COMPONENTS
 from telemetry_gateway.gateway.config import GatewayConfig
 from telemetry_gateway.gateway.pipeline import IngestPipeline
-from telemetry_gateway.gateway.pollers.probe import Prober
-from telemetry_gateway.gateway.pollers.scrape import ScrapePoller
 from telemetry_gateway.gateway.ratelog import RateLimitedLog
-from telemetry_gateway.gateway.receivers.otlp_grpc import OtlpGrpcReceiver
-from telemetry_gateway.gateway.receivers.otlp_http import OtlpHttpReceiver
-from telemetry_gateway.gateway.receivers.syslog import SyslogReceiver
 from telemetry_gateway.gateway.store.regions import RegionStores
-from telemetry_gateway.gateway.telemetry import Telemetry
+from telemetry_gateway.gateway.self_metrics import SelfMetrics
 
 log = logging.getLogger(__name__)
 TOKEN_FILE = "admin.token"
@@ -44,18 +42,33 @@ def write_private(path: Path, text: str) -> None:
 class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.telemetry = Telemetry()
+        self.telemetry = SelfMetrics()
         self.stores = RegionStores(config.store)
         self.pipeline = IngestPipeline(config, self.stores, self.telemetry)
-        otlp = config.receivers.otlp
-        self.grpc = OtlpGrpcReceiver(otlp.grpc, self.pipeline, self.telemetry) if otlp.grpc.enabled else None
-        self.http = OtlpHttpReceiver(otlp.http, self.pipeline, self.telemetry) if otlp.http.enabled else None
-        self.scrape = ScrapePoller(config.pollers.scrape, self.pipeline, config.pollers.location)
-        self.prober = Prober(config.pollers.probes, config.pollers.location, self.pipeline)
-        self.syslog = SyslogReceiver(config.receivers.syslog, self.pipeline, self.telemetry)
+        self.services = self._build_services()
         self._token = secrets.token_urlsafe(32)
         self.admin = AdminServer(config.admin, self.pipeline, self._token)
         self._stopped = False
+
+    def _build_services(self) -> list:
+        """Every registered component's listeners and pollers; HTTP routes join the shared HTTP listener."""
+        routes = []
+        for c in COMPONENTS:
+            if c.http_routes is not None:
+                routes.append(partial(c.http_routes, self._config_of(c), self.pipeline, self.telemetry))
+        services, self.pollers = [], []
+        for c in COMPONENTS:
+            if c.service is None:
+                continue
+            extra = {"location": self.config.pollers.location} if c.section == "pollers" else {}
+            built = c.service(self._config_of(c), self.pipeline, self.telemetry, routes, **extra)
+            services += built
+            if c.section == "pollers":
+                self.pollers += built
+        return services
+
+    def _config_of(self, component):
+        return getattr(getattr(self.config, component.section), component.name)
 
     @property
     def runtime_dir(self) -> Path:
@@ -69,12 +82,9 @@ class Gateway:
         write_private(self.runtime_dir / TOKEN_FILE, self._token)
         info = {"pid": os.getpid(), "admin": self.config.admin.endpoint}
         write_private(self.runtime_dir / RUNTIME_FILE, json.dumps(info))
-        for listener in (self.admin, self.grpc, self.http):
-            if listener is not None:
-                await listener.start()
-        await self.syslog.start()
-        await self.scrape.start()
-        await self.prober.start()
+        await self.admin.start()
+        for service in self.services:
+            await service.start()
         log.info("gateway ready (admin on %s)", self.config.admin.endpoint)
 
     async def shutdown(self) -> None:
@@ -85,10 +95,9 @@ class Gateway:
         await self.admin.cancel_reads()
         # Receivers drain in-flight requests while the writers flush at once:
         # those requests are waiting for exactly that flush to be answered.
-        await self.scrape.shutdown()
-        await self.prober.shutdown()
-        receivers = [r.shutdown() for r in (self.grpc, self.http, self.syslog) if r is not None]
-        await asyncio.gather(*receivers, self.pipeline.drain())
+        for poller in self.pollers:
+            await poller.shutdown()
+        await asyncio.gather(*(s.shutdown() for s in self.services if s not in self.pollers), self.pipeline.drain())
         await self.pipeline.close()
         await self.admin.shutdown()
         for name in (TOKEN_FILE, RUNTIME_FILE):

@@ -84,11 +84,13 @@ def build_target(name: str):
     """The function libFuzzer calls with each input."""
     from telemetry_gateway.gateway.config import GatewayConfig
     from telemetry_gateway.gateway.errors import GatewayError
-    from telemetry_gateway.gateway.pipeline import SIGNALS, IngestPipeline
-    from telemetry_gateway.gateway.pollers.scrape import ScrapeFailed, parse
+    from telemetry_gateway.gateway.batch import Caller
+    from telemetry_gateway.gateway.components import FORMATS
+    from telemetry_gateway.gateway.pipeline import IngestPipeline
+    from telemetry_gateway.gateway.components.scrape.poller import ScrapeFailed, parse
     from telemetry_gateway.gateway.receivers.body import decompress
-    from telemetry_gateway.gateway.receivers.otlp_json import json_to_protobuf
-    from telemetry_gateway.gateway.receivers.remote_write import decode_body
+    from telemetry_gateway.gateway.components.otlp.json import json_to_protobuf
+    from telemetry_gateway.gateway.components.remote_write.route import decode_body
 
     work = Path(tempfile.mkdtemp(prefix="fuzz-"))
     config = GatewayConfig.model_validate({
@@ -97,10 +99,12 @@ def build_target(name: str):
                         {"name": "http.server.requests", "preset": "nginx_access"}],
     })
     pipeline = IngestPipeline(config, stores=None, telemetry=_telemetry())
-    signal = {"otlp_metrics": "metrics", "otlp_logs": "logs", "otlp_traces": "traces"}.get(name.removesuffix("_json"), name)
+    fmt = FORMATS.get(name.removesuffix("_json"))
+    signal = fmt.signal if fmt else name
 
     def adapt(payload) -> None:
-        pipeline._adapt(signal, SIGNALS[signal], payload, "fuzz")
+        # Decode to route, as a request would go, but nothing is kept.
+        pipeline._process(fmt, payload, Caller("fuzz"), "fuzz", "default")
 
     def one(data: bytes) -> None:
         try:
@@ -123,9 +127,9 @@ def build_target(name: str):
 
 
 def _telemetry():
-    from telemetry_gateway.gateway.telemetry import Telemetry
+    from telemetry_gateway.gateway.self_metrics import SelfMetrics
 
-    return Telemetry()
+    return SelfMetrics()
 
 
 def run_one(name: str, runs: int, workdir: Path) -> tuple[int, int]:
@@ -154,10 +158,10 @@ def child(name: str, args: list[str]) -> None:
     # Everything a target reaches, imported inside the block so atheris instruments it for coverage.
     with atheris.instrument_imports(include=["adapters", "gateway", "schema"]):
         import telemetry_gateway.gateway.pipeline  # noqa: F401 - and through it every adapter
-        import telemetry_gateway.gateway.pollers.scrape  # noqa: F401
+        import telemetry_gateway.gateway.components.scrape.poller  # noqa: F401
         import telemetry_gateway.gateway.receivers.body  # noqa: F401
-        import telemetry_gateway.gateway.receivers.otlp_json  # noqa: F401
-        import telemetry_gateway.gateway.receivers.remote_write  # noqa: F401
+        import telemetry_gateway.gateway.components.otlp.json  # noqa: F401
+        import telemetry_gateway.gateway.components.remote_write.route  # noqa: F401
     one = build_target(name)
     atheris.Setup([sys.argv[0], *args], one)
     atheris.Fuzz()

@@ -26,9 +26,12 @@ from pathlib import Path
 import psutil
 import pyarrow as pa
 
-from telemetry_gateway.adapters.otlp.attributes import AttributeSets
+from telemetry_gateway.adapters.attributes import AttributeSets
 from telemetry_gateway.adapters.otlp.metrics import decode_request, metrics_to_arrow
-from telemetry_gateway.adapters.base import AcceptWindow, IngestContext
+from telemetry_gateway.adapters.base import AcceptWindow
+from telemetry_gateway.gateway.batch import Caller, Provenance
+from telemetry_gateway.gateway.finalize import Finalizer
+from telemetry_gateway.schema import POINTS
 from loadtest.otlp_load import LOGS_METHOD, grpc_load, http_load
 from loadtest.payloads import logs_requests, metrics_requests
 from tests.gateway_process import GatewayProcess
@@ -99,8 +102,9 @@ def store_ceiling(payloads: list[bytes], batch_rows: int) -> tuple[float, float]
     from telemetry_gateway.gateway.store.embedded import EmbeddedStore
 
     sets = AttributeSets()
-    ctx = IngestContext("otlp", "bench", "0" * 32, time.time_ns(), AcceptWindow(max_age_ns=10**18))
-    tables = [metrics_to_arrow(decode_request(p), ctx, sets).table for p in payloads]
+    finalizer = Finalizer(AcceptWindow(max_age_ns=10**18))
+    provenance = Provenance("otlp_metrics", "otlp", "bench", Caller("local"), "0" * 32, time.time_ns(), region="default")
+    tables = [finalizer.finish_all(metrics_to_arrow(decode_request(p), sets), provenance, POINTS) for p in payloads]
     whole = pa.concat_tables(tables)
     batches = [whole.slice(i, batch_rows) for i in range(0, whole.num_rows, batch_rows)]
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,10 +19,13 @@ from pathlib import Path
 
 import psutil
 
-from telemetry_gateway.adapters.base import AcceptWindow, IngestContext
-from telemetry_gateway.adapters.otlp.attributes import AttributeSets
+from telemetry_gateway.adapters.base import AcceptWindow
+from telemetry_gateway.gateway.batch import Batch, Caller, Provenance
+from telemetry_gateway.gateway.finalize import Finalizer
+from telemetry_gateway.schema import POINTS
+from telemetry_gateway.adapters.attributes import AttributeSets
 from telemetry_gateway.adapters.otlp.metrics import decode_request, metrics_to_arrow
-from telemetry_gateway.gateway.spool.spool import Batch, Spool
+from telemetry_gateway.gateway.spool.spool import Spool
 from loadtest.otlp_load import grpc_load
 from loadtest.payloads import metrics_requests
 from loadtest.run import Sampler
@@ -74,12 +77,13 @@ async def _append_all(spool: Spool, batches: list[Batch], concurrency: int) -> N
 
 def spool_alone(payloads: list[bytes], concurrency: int) -> None:
     sets = AttributeSets()
-    ctx = IngestContext("otlp", "bench", "0" * 32, time.time_ns(), AcceptWindow(max_age_ns=10**18))
-    tables = [metrics_to_arrow(decode_request(p), ctx, sets).table for p in payloads]
+    finalizer = Finalizer(AcceptWindow(max_age_ns=10**18))
+    provenance = Provenance("otlp_metrics", "otlp", "bench", Caller("local"), "0" * 32, time.time_ns(), region="default")
+    tables = [finalizer.finish_all(metrics_to_arrow(decode_request(p), sets), provenance, POINTS) for p in payloads]
     rows = sum(t.num_rows for t in tables)
     for fsync in ("interval", "batch"):
         with tempfile.TemporaryDirectory(dir=".") as tmp:
-            batches = [Batch(f"{i:032x}", "default", "metric_points", t) for i, t in enumerate(tables)]
+            batches = [Batch.local(POINTS, t, f"{i:032x}") for i, t in enumerate(tables)]
             spool = Spool(Path(tmp), fsync=fsync, max_bytes=1 << 40)
             spool.open()
 

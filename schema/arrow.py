@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -32,7 +33,7 @@ def conform(table: Table, rows: pa.Table) -> pa.Table:
     arrays = []
     for field in schema:
         if field.name not in rows.column_names:
-            arrays.append(default_array(field, n))
+            arrays.append(column_default(table, field, n))
             continue
         column = rows.column(field.name)
         if column.type != field.type:
@@ -43,12 +44,21 @@ def conform(table: Table, rows: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def column_default(table: Table, field: pa.Field, n: int) -> pa.Array:
+    """n rows of what a row that does not use the column holds (its `fill`, else the type's zero)."""
+    fill = table.column(field.name).fill
+    return default_array(field, n) if fill is None else pa.repeat(pa.scalar(fill, field.type), n)
+
+
 def default_array(field: pa.Field, n: int) -> pa.Array:
     """n rows of the column's default: NULL where nullable, else 0, '' or empty."""
     if field.nullable:
         return pa.nulls(n, field.type)
-    if pa.types.is_list(field.type) or pa.types.is_map(field.type):
-        return pa.array([[] for _ in range(n)], field.type)
+    if pa.types.is_map(field.type):
+        empty = pa.array([], pa.string())
+        return pa.MapArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), empty, empty)
+    if pa.types.is_list(field.type):
+        return pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], field.type.value_type))
     if pa.types.is_string(field.type):
         return pa.repeat(pa.scalar("", field.type), n)
     if pa.types.is_boolean(field.type):

@@ -30,6 +30,7 @@ Why this layout differs from the OpenTelemetry Collector's ClickHouse exporter
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -65,6 +66,8 @@ class Column:
     doc: str
     codec: str = ""
     since: int = 1
+    # What a row that does not use the column holds, when not the type's zero.
+    fill: object = None
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,7 @@ POINTS = Table(
         Column("kind", LABEL, "gauge, sum, histogram, exponential_histogram or summary."),
         Column("temporality", LABEL, "delta, cumulative or unspecified (gauges and summaries)."),
         Column("is_monotonic", BOOL, "Sum monotonicity (true for counters)."),
-        Column("value", FLOAT, "Gauge or sum value; NaN for other kinds.", "CODEC(Gorilla, ZSTD(1))"),
+        Column("value", FLOAT, "Gauge or sum value; NaN for other kinds.", "CODEC(Gorilla, ZSTD(1))", fill=math.nan),
         Column("count", UINT64, "Histogram, exponential histogram or summary count.", ZSTD),
         Column("sum", OPT_FLOAT, "Histogram or summary sum; NULL when not reported.", ZSTD),
         Column("min", OPT_FLOAT, "Histogram minimum; NULL when not reported.", ZSTD),
@@ -224,7 +227,42 @@ SPANS = Table(
     since=3,
 )
 
-TABLES: tuple[Table, ...] = (POINTS, LOGS, SPANS)
+COUNT_MAP = ColumnType("Map(LowCardinality(String), UInt64)", pa.map_(pa.string(), pa.uint64()))
+
+INGEST_LOG = Table(
+    name="ingest_log",
+    doc="One row per request (or syslog flush, or scrape): what arrived, what was kept, refused, dropped and derived.",
+    columns=(
+        Column("received_time", TIME_NS, "When the gateway accepted the request.", TIME_CODEC, since=5),
+        Column("tenant", LABEL, "Owning tenant.", since=5),
+        Column("region", LABEL, "Region the request's rows were routed to.", since=5),
+        Column("format", LABEL, "Registered format: otlp_metrics, otlp_logs, otlp_traces, remote_write, zipkin, "
+               "jsonlines, syslog, scrape or probes.", since=5),
+        Column("source_kind", LABEL, "The rows' source_kind.", since=5),
+        Column("source_id", TEXT, "The rows' source_id.", ZSTD, since=5),
+        Column("transport", LABEL, "grpc, http, syslog-tcp, syslog-udp or poller.", since=5),
+        Column("peer", TEXT, "Address the request came from.", ZSTD, since=5),
+        Column("caller_subject", TEXT, "TLS client certificate or token subject; empty when none.", ZSTD, since=5),
+        Column("agent_id", TEXT, "Edge agent that buffered the data; empty when none.", ZSTD, since=5),
+        Column("sequence", UINT64, "The agent's sequence number for the request; 0 when none.", ZSTD, since=5),
+        Column("batch_id", TEXT, "Batch id of the request's rows (`batch_id` in the data tables).", ZSTD, since=5),
+        Column("items", UINT64, "Items the request held (points, records, spans, samples, messages).", since=5),
+        Column("accepted", UINT64, "Items kept after the adapter and finalize stages.", since=5),
+        Column("rejected", COUNT_MAP, "Items refused, by reason code.", since=5),
+        Column("flagged", COUNT_MAP, "Kept items with a quality flag, by flag.", since=5),
+        Column("dropped", COUNT_MAP, "Rows a processing stage dropped, by stage (e.g. cumulative_to_delta baselines).",
+               since=5),
+        Column("derived", COUNT_MAP, "Rows a stage derived, by `stage:table` (red:metric_points, ...).", since=5),
+        Column("stored_rows", COUNT_MAP, "Rows handed to the sink, by table.", since=5),
+    ),
+    order_by="(tenant, received_time)",
+    partition_by="toDate(received_time)",
+    ttl_column="received_time",
+    reasons=("ORDER BY (tenant, received_time): completeness checks read one tenant over a time range.",),
+    since=5,
+)
+
+TABLES: tuple[Table, ...] = (POINTS, LOGS, SPANS, INGEST_LOG)
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,7 @@ class GatewayProcess:
             return r.read().decode()
 
     def fault(self, name: str, text: str = "") -> Path:
-        """Turn on a fault switch (see gateway.store.faults)."""
+        """Turn on a fault switch (see gateway.testing.faults)."""
         path = self.workdir / "data" / "faults" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

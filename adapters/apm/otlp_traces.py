@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from telemetry_gateway.adapters.apm.red import CONSUMER, SERVER, STATUS_ERROR, SpanFact, is_error, status_class
 from telemetry_gateway.adapters.apm.spanrows import SpanRows
-from telemetry_gateway.adapters.base import AdaptResult, IngestContext, Outcome
+from telemetry_gateway.adapters.base import AdaptResult, Outcome
 from telemetry_gateway.adapters.otlp import wire
-from telemetry_gateway.adapters.otlp.attributes import AttributeSets, InvalidAttributes, service_name
+from telemetry_gateway.adapters.attributes import AttributeSets, InvalidAttributes, service_name
 
 decode_request = wire.TracesRequest.FromString
 HTTP_STATUS_KEYS = ("http.response.status_code", "http.status_code")
@@ -67,7 +67,7 @@ KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer
 STATUS = {0: "unset", 1: "ok", 2: "error"}
 
 
-def spans_to_arrow(request, ctx: IngestContext, sets: AttributeSets) -> AdaptResult:
+def spans_to_arrow(request, sets: AttributeSets) -> AdaptResult:
     """Every span as a row of `spans` (only when apm.store_spans is on)."""
     outcome = Outcome()
     rows = SpanRows(sets)
@@ -75,7 +75,7 @@ def spans_to_arrow(request, ctx: IngestContext, sets: AttributeSets) -> AdaptRes
         try:
             resource = sets.id_of(tuple(rs.resource.attributes))
         except InvalidAttributes:
-            outcome.reject("resource attributes are not valid", sum(len(ss.spans) for ss in rs.scope_spans))
+            outcome.reject("invalid_attributes", "resource attributes are not valid", sum(len(ss.spans) for ss in rs.scope_spans))
             continue
         for ss in rs.scope_spans:
             for span in ss.spans:
@@ -83,10 +83,10 @@ def spans_to_arrow(request, ctx: IngestContext, sets: AttributeSets) -> AdaptRes
                     text = _span_text(span, ss.scope)
                     attributes = sets.id_of(tuple(span.attributes))
                 except (InvalidAttributes, UnicodeDecodeError, ValueError) as exc:
-                    outcome.reject(f"span not stored: {type(exc).__name__}")
+                    outcome.reject("invalid_span", f"span not stored: {type(exc).__name__}")
                     continue
                 rows.add(span.start_time_unix_nano, span.end_time_unix_nano, text, attributes, resource)
-    return rows.finish(ctx, outcome)
+    return AdaptResult([rows.finish()], outcome)
 
 
 def _id(raw: bytes, size: int, what: str) -> str:

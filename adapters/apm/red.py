@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from telemetry_gateway.adapters.base import AdaptResult, IngestContext, Outcome
+from telemetry_gateway.adapters.attributes import AttributeSets
+from telemetry_gateway.adapters.base import AdaptContext, Draft, Outcome
 from telemetry_gateway.adapters.histogram import DurationHistogram
 from telemetry_gateway.adapters.points import PointRows
 
@@ -80,18 +81,19 @@ class SeriesLimiter:
         return True
 
 
-def red_rows(facts: list[SpanFact], ctx: IngestContext, limiter: SeriesLimiter, window_s: int = 10) -> AdaptResult:
-    outcome = Outcome()
+def red_rows(facts: list[SpanFact], ctx: AdaptContext, limiter: SeriesLimiter, sets: AttributeSets, outcome: Outcome,
+             window_s: int = 10) -> Draft:
+    """Request, error and duration points per (service, operation, status class) and window."""
     window_ns = window_s * 1_000_000_000
     cells: dict[tuple, _Cell] = {}
     oldest = max(ctx.received_ns - ctx.window.max_age_ns, 1)
     newest = ctx.received_ns + ctx.window.max_future_ns
     for f in facts:
         if f.end_ns < f.start_ns or f.end_ns == 0:
-            outcome.reject("span end time is missing or before its start")
+            outcome.reject("invalid_span", "span end time is missing or before its start")
             continue
         if not oldest <= f.end_ns <= newest:
-            outcome.reject("span end time is outside the accept window")
+            outcome.reject("too_old" if f.end_ns < oldest else "too_far_ahead", "span end time is outside the accept window")
             continue
         key = (f.service, f.operation, f.status_class)
         overflow = not limiter.admit(key)
@@ -107,10 +109,10 @@ def red_rows(facts: list[SpanFact], ctx: IngestContext, limiter: SeriesLimiter, 
             cell.slowest = (seconds, f.trace_id)
         if f.error and len(cell.error_traces) < 2:
             cell.error_traces.append(f.trace_id)
-    rows = PointRows()
+    rows = PointRows(sets)
     for ((service, operation, status), window, overflow), cell in cells.items():
         _add_cell(rows, service, operation, status, window, window + window_ns, overflow, cell)
-    return rows.finish(ctx, outcome)
+    return rows.finish()
 
 
 def _add_cell(rows: PointRows, service: str, operation: str, status: str, start: int, end: int,

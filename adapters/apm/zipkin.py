@@ -11,8 +11,8 @@ import json
 
 from telemetry_gateway.adapters.apm.red import SpanFact, is_error, status_class
 from telemetry_gateway.adapters.apm.spanrows import SpanRows
-from telemetry_gateway.adapters.base import AdaptResult, IngestContext, Outcome
-from telemetry_gateway.adapters.otlp.attributes import AttributeSets
+from telemetry_gateway.adapters.base import AdaptResult, Outcome
+from telemetry_gateway.adapters.attributes import AttributeSets
 
 US = 1_000
 # Zipkin instrumentations tag `http.status_code`; OpenTelemetry's Zipkin exporter the current name.
@@ -86,7 +86,7 @@ def _fact(span: dict) -> SpanFact | None:
 KINDS = {"SERVER": "server", "CLIENT": "client", "PRODUCER": "producer", "CONSUMER": "consumer"}
 
 
-def spans_to_arrow(spans: list, ctx: IngestContext, sets: AttributeSets) -> AdaptResult:
+def spans_to_arrow(spans: list, sets: AttributeSets) -> AdaptResult:
     """Every Zipkin span as a row of `spans` (only when apm.store_spans is on); tags become attributes."""
     outcome = Outcome()
     rows = SpanRows(sets)
@@ -102,8 +102,8 @@ def spans_to_arrow(spans: list, ctx: IngestContext, sets: AttributeSets) -> Adap
             text = (*ids, str(span.get("name") or ""), KINDS.get(span.get("kind"), "unspecified"),
                     "error" if failed else "unset", tags.get("error", ""), "zipkin", "")
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
-            outcome.reject("span not stored: not a valid Zipkin v2 span")
+            outcome.reject("invalid_span", "span not stored: not a valid Zipkin v2 span")
             continue
         rows.add(start, end, text,
                  sets.id_of_labels(tags), sets.id_of_labels({"service.name": service}))
-    return rows.finish(ctx, outcome)
+    return AdaptResult([rows.finish()], outcome)

@@ -12,22 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from telemetry_gateway.adapters.base import AdaptResult, IngestContext, Outcome
-from telemetry_gateway.adapters.columns import (
-    Origins,
-    apply_rejections,
-    flags_column,
-    index_masks,
-    provenance_columns,
-    time_array,
-    times,
-    window_masks,
-)
+from telemetry_gateway.adapters.base import AdaptContext, AdaptResult, Draft, Outcome
+from telemetry_gateway.adapters.columns import Origins, index_masks, time_array, times
 from telemetry_gateway.adapters.otlp import wire
-from telemetry_gateway.adapters.otlp.attributes import AttributeSets, InvalidAttributes, any_value_text
-from telemetry_gateway.schema import LOGS, arrow_schema
-
-LOGS_SCHEMA = arrow_schema(LOGS)
+from telemetry_gateway.adapters.attributes import AttributeSets, InvalidAttributes, any_value_text
+from telemetry_gateway.schema import LOGS
 
 decode_request = wire.LogsRequest.FromString
 
@@ -44,7 +33,7 @@ class _Records:
         self.text: dict[str, list[str]] = {name: [] for name in self.TEXT}
         self.attr_ids: list[int] = []
         self.origin: list[int] = []
-        self.bad: dict[int, str] = {}
+        self.bad: dict[int, tuple[str, str]] = {}  # row -> (code, reason)
 
     def __len__(self) -> int:
         return len(self.time)
@@ -60,7 +49,7 @@ class _Records:
             fields = _record_text(record)
             set_id = self.sets.id_of(tuple(record.attributes))
         except (InvalidAttributes, ValueError) as exc:
-            self.bad[row] = str(exc)
+            self.bad[row] = (_code(exc), str(exc))
             fields, set_id = ("",) * len(self.TEXT), 0
         for name, value in zip(self.TEXT, fields):
             self.text[name].append(value)
@@ -96,36 +85,34 @@ def _effective_time(event: np.ndarray, observed: np.ndarray, received_ns: int):
     return effective, {"time_from_observed": from_observed, "time_from_received": from_received}
 
 
-def _finish(records: _Records, origins: Origins, ctx: IngestContext, outcome: Outcome) -> pa.Table:
+def _code(exc: ValueError) -> str:
+    if isinstance(exc, InvalidAttributes):
+        return "invalid_attributes"
+    return "invalid_utf8" if isinstance(exc, UnicodeDecodeError) else "invalid_value"
+
+
+def _draft(records: _Records, origins: Origins, received_ns: int) -> Draft:
     n = len(records)
-    effective, flags = _effective_time(times(records.time), times(records.observed), ctx.received_ns)
-    masks = window_masks(effective, ctx.window, ctx.received_ns, "log time")
-    masks.update(index_masks(n, records.bad))
+    effective, flags = _effective_time(times(records.time), times(records.observed), received_ns)
     severity = np.asarray(records.severity, np.int64)
-    masks["severity_number is outside 0..24"] = (severity < 0) | (severity > 24)
-    keep = apply_rejections(n, masks, outcome)
+    rejects = index_masks(n, records.bad)
+    rejects.append(("invalid_value", "severity_number is outside 0..24", (severity < 0) | (severity > 24)))
     attributes, _ = records.sets.map_column(records.attr_ids)
     origin_cols, _ = origins.columns(np.asarray(records.origin, np.int32))
-    cols: dict[str, pa.Array] = {
-        "time": time_array(effective),
+    columns: dict[str, pa.Array] = {
         "observed_time": time_array(times(records.observed)),
-        # Out-of-range severities are refused above; clip so the column can be built before filtering.
+        # Out-of-range severities are refused; clip so the column can be built before filtering.
         "severity_number": pa.array(np.clip(severity, 0, 24).astype(np.uint8)),
         "record_flags": pa.array(records.flags, pa.uint32()),
         "attributes": attributes,
-        "quality_flags": flags_column(n, flags),
         **{name: pa.array(values, pa.string()) for name, values in records.text.items()},
         **origin_cols,
-        **provenance_columns(ctx, n),
     }
-    table = pa.Table.from_arrays([cols[f.name] for f in LOGS_SCHEMA], schema=LOGS_SCHEMA)
-    for name, mask in flags.items():
-        outcome.warn(name, int((mask & keep).sum()))
-    return table if keep.all() else table.filter(pa.array(keep))
+    return Draft(LOGS, columns, effective, "log time", rejects, flags)
 
 
-def logs_to_arrow(request, ctx: IngestContext, sets: AttributeSets) -> AdaptResult:
-    """Map a (lenient) ExportLogsServiceRequest to one `log_records` table."""
+def logs_to_arrow(request, ctx: AdaptContext, sets: AttributeSets) -> AdaptResult:
+    """Map a (lenient) ExportLogsServiceRequest to one `log_records` draft."""
     sets.begin()
     outcome = Outcome()
     origins, records = Origins(sets), _Records(sets)
@@ -133,16 +120,15 @@ def logs_to_arrow(request, ctx: IngestContext, sets: AttributeSets) -> AdaptResu
         try:
             resource = sets.id_of(tuple(rl.resource.attributes))
         except InvalidAttributes as exc:
-            outcome.reject(f"resource attributes: {exc}", sum(len(sl.log_records) for sl in rl.scope_logs))
+            outcome.reject("invalid_attributes", f"resource attributes: {exc}", sum(len(sl.log_records) for sl in rl.scope_logs))
             continue
         for sl in rl.scope_logs:
             try:
                 scope = (sl.scope.name.decode("utf-8"), sl.scope.version.decode("utf-8"))
             except UnicodeDecodeError:
-                outcome.reject("scope name or version is not valid UTF-8", len(sl.log_records))
+                outcome.reject("invalid_utf8", "scope name or version is not valid UTF-8", len(sl.log_records))
                 continue
             origin = origins.add(resource, *scope)
             for record in sl.log_records:
                 records.add(record, origin)
-    table = _finish(records, origins, ctx, outcome) if len(records) else LOGS_SCHEMA.empty_table()
-    return AdaptResult(table, outcome)
+    return AdaptResult([_draft(records, origins, ctx.received_ns)] if len(records) else [], outcome)

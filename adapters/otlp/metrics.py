@@ -18,20 +18,11 @@ import math
 import numpy as np
 import pyarrow as pa
 
-from telemetry_gateway.adapters.base import AdaptResult, IngestContext, Outcome
-from telemetry_gateway.adapters.columns import (
-    Origins,
-    apply_rejections,
-    flags_column,
-    index_masks,
-    provenance_columns,
-    time_array,
-    times,
-    window_masks,
-)
+from telemetry_gateway.adapters.base import AdaptResult, Draft, Outcome, SeriesParts
+from telemetry_gateway.adapters.columns import Origins, index_masks, time_array, times
 from telemetry_gateway.adapters.otlp import wire
-from telemetry_gateway.adapters.otlp.attributes import AttributeSets, InvalidAttributes
-from telemetry_gateway.adapters.series import series_ids, text_hash
+from telemetry_gateway.adapters.attributes import AttributeSets, InvalidAttributes
+from telemetry_gateway.adapters.series import text_hash
 from telemetry_gateway.adapters.units import normalize_unit
 from telemetry_gateway.schema import POINTS, arrow_schema
 
@@ -73,7 +64,7 @@ class _Points:
         self.attr_ids: list[int] = []
         self.meta: list[int] = []
         self.origin: list[int] = []
-        self.bad: dict[int, str] = {}
+        self.bad: dict[int, tuple[str, str]] = {}  # row -> (code, reason)
 
     def __len__(self) -> int:
         return len(self.time)
@@ -82,7 +73,7 @@ class _Points:
         try:
             return self.sets.id_of(raw)
         except InvalidAttributes as exc:
-            self.bad[len(self.attr_ids)] = f"attributes: {exc}"
+            self.bad[len(self.attr_ids)] = ("invalid_attributes", f"attributes: {exc}")
             return 0
 
     def _common(self, dp) -> None:
@@ -104,9 +95,9 @@ class _Points:
     def kind_columns(self) -> dict[str, pa.Array]:
         raise NotImplementedError
 
-    def checks(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """(rejection masks, flag masks) particular to this kind."""
-        return {}, {}
+    def checks(self) -> list[tuple[str, str, np.ndarray]]:
+        """Refusals particular to this kind: (code, reason, mask)."""
+        return []
 
 
 class _Numbers(_Points):
@@ -139,16 +130,10 @@ class _Numbers(_Points):
         return {"value": pa.array(self.value, pa.float64())}
 
     def checks(self):
-        n = len(self)
-        flags = np.asarray(self.flags, np.uint32)
-        no_value = (flags & NO_RECORDED_VALUE) != 0
-        missing = np.zeros(n, bool)
+        no_value = (np.asarray(self.flags, np.uint32) & NO_RECORDED_VALUE) != 0
+        missing = np.zeros(len(self), bool)
         missing[self.missing] = True
-        value = np.asarray(self.value, np.float64)
-        return (
-            {"data point has no value": missing & ~no_value},
-            {"no_recorded_value": no_value, "non_finite": ~np.isfinite(value) & ~missing},
-        )
+        return [("invalid_value", "data point has no value", missing & ~no_value)]
 
 
 def _increasing(bounds: list[float]) -> bool:
@@ -182,17 +167,14 @@ class _Histograms(_Points):
         c = self.cols
         bounds = np.fromiter((len(b) for b in c["bucket_bounds"]), np.int64, len(self))
         counts = np.fromiter((len(b) for b in c["bucket_counts"]), np.int64, len(self))
-        sums = np.asarray([s if s is not None else 0.0 for s in c["sum"]], np.float64)
         unordered = np.fromiter((not _increasing(b) for b in c["bucket_bounds"]), bool, len(self))
         total = np.fromiter((sum(b) for b in c["bucket_counts"]), np.float64, len(self))
-        return (
-            {
-                "bucket_counts length is not len(explicit_bounds) + 1": (counts != 0) & (counts != bounds + 1),
-                "explicit_bounds are not finite and strictly increasing": unordered,
-                "histogram count is not the sum of its bucket_counts": (counts != 0) & (total != np.asarray(c["count"], np.float64)),
-            },
-            {"non_finite": ~np.isfinite(sums)},
-        )
+        return [
+            ("invalid_histogram", "bucket_counts length is not len(explicit_bounds) + 1", (counts != 0) & (counts != bounds + 1)),
+            ("invalid_histogram", "explicit_bounds are not finite and strictly increasing", unordered),
+            ("invalid_histogram", "histogram count is not the sum of its bucket_counts",
+             (counts != 0) & (total != np.asarray(c["count"], np.float64))),
+        ]
 
 
 class _ExpHistograms(_Points):
@@ -225,15 +207,11 @@ class _ExpHistograms(_Points):
         scale = np.asarray(c["exp_scale"], np.int64)
         buckets = np.fromiter((sum(p) + sum(n) for p, n in zip(c["exp_positive_counts"], c["exp_negative_counts"])),
                               np.float64, len(self))
-        sums = np.asarray([s if s is not None else 0.0 for s in c["sum"]], np.float64)
-        return (
-            {
-                "exponential histogram scale is outside -10..20": (scale < -10) | (scale > 20),
-                "exponential histogram count is not zero_count plus its bucket counts":
-                    np.asarray(c["count"], np.float64) != buckets + np.asarray(c["exp_zero_count"], np.float64),
-            },
-            {"non_finite": ~np.isfinite(sums)},
-        )
+        return [
+            ("invalid_histogram", "exponential histogram scale is outside -10..20", (scale < -10) | (scale > 20)),
+            ("invalid_histogram", "exponential histogram count is not zero_count plus its bucket counts",
+             np.asarray(c["count"], np.float64) != buckets + np.asarray(c["exp_zero_count"], np.float64)),
+        ]
 
 
 class _Summaries(_Points):
@@ -255,10 +233,7 @@ class _Summaries(_Points):
 
     def checks(self):
         bad_quantile = np.fromiter((not all(0.0 <= q <= 1.0 for q in qs) for qs in self.cols["quantiles"]), bool, len(self))
-        return (
-            {"summary quantile is outside 0..1": bad_quantile},
-            {"non_finite": ~np.isfinite(np.asarray(self.cols["sum"], np.float64))},
-        )
+        return [("invalid_histogram", "summary quantile is outside 0..1", bad_quantile)]
 
 
 POINTS_SCHEMA = arrow_schema(POINTS)
@@ -268,50 +243,27 @@ _BUILDERS = {
 }
 
 
-def _default(field: pa.Field, n: int) -> pa.Array:
-    """The column a kind does not use: NULL, NaN for value, empty lists, zeros."""
-    if field.nullable:
-        return pa.nulls(n, field.type)
-    if pa.types.is_list(field.type):
-        return pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], field.type.value_type))
-    if field.name == "value":
-        return pa.array(np.full(n, NAN))
-    return pa.array(np.zeros(n, field.type.to_pandas_dtype()), field.type)
-
-
-def _finish(points: _Points, metas: _Metas, origins: Origins, ctx: IngestContext, outcome: Outcome) -> pa.Table:
+def _draft(points: _Points, metas: _Metas, origins: Origins) -> Draft:
     n = len(points)
-    event = times(points.time)
-    rejects, flags = points.checks()
-    masks = window_masks(event, ctx.window, ctx.received_ns, "time_unix_nano")
-    masks.update(rejects)
-    masks.update(index_masks(n, points.bad))
     meta_idx = np.asarray(points.meta, np.int32)
+    rejects = points.checks() + index_masks(n, points.bad)
     if isinstance(points, _Numbers):
         monotonic = np.asarray(metas.cols["is_monotonic"], bool)[meta_idx] if n else np.zeros(0, bool)
-        masks["monotonic sum value is negative"] = monotonic & (np.asarray(points.value, np.float64) < 0)
-    keep = apply_rejections(n, masks, outcome)
-    origin_idx = np.asarray(points.origin, np.int32)
+        rejects.append(("invalid_value", "monotonic sum value is negative",
+                        monotonic & (np.asarray(points.value, np.float64) < 0)))
     attributes, attr_hashes = points.sets.map_column(points.attr_ids)
-    origin_cols, resource_hashes = origins.columns(origin_idx)
-    names = np.asarray(metas.name_hashes, np.uint64)[meta_idx]
-    cols: dict[str, pa.Array] = {
-        "time": time_array(event),
+    origin_cols, resource_hashes = origins.columns(np.asarray(points.origin, np.int32))
+    columns: dict[str, pa.Array] = {
         "start_time": time_array(times(points.start)),
         "point_flags": pa.array(points.flags, pa.uint32()),
         "attributes": attributes,
-        "series_id": pa.array(series_ids(ctx.tenant, names, resource_hashes, attr_hashes)),
-        "quality_flags": flags_column(n, flags),
         **metas.columns(pa.array(meta_idx)),
         **origin_cols,
-        **provenance_columns(ctx, n),
         **points.kind_columns(),
     }
-    arrays = [cols[f.name] if f.name in cols else _default(f, n) for f in POINTS_SCHEMA]
-    table = pa.Table.from_arrays(arrays, schema=POINTS_SCHEMA)
-    for name, mask in flags.items():
-        outcome.warn(name, int((mask & keep).sum()))
-    return table if keep.all() else table.filter(pa.array(keep))
+    names = np.asarray(metas.name_hashes, np.uint64)[meta_idx]
+    return Draft(POINTS, columns, times(points.time), "time_unix_nano", rejects,
+                 series=SeriesParts(names, resource_hashes, attr_hashes))
 
 
 def _text(raw: bytes) -> str:
@@ -327,8 +279,8 @@ def _scope_points(sm) -> int:
     return sum(_point_count(m) for m in sm.metrics)
 
 
-def metrics_to_arrow(request, ctx: IngestContext, sets: AttributeSets) -> AdaptResult:
-    """Map a (lenient) ExportMetricsServiceRequest to one `metric_points` table."""
+def metrics_to_arrow(request, sets: AttributeSets) -> AdaptResult:
+    """Map a (lenient) ExportMetricsServiceRequest to `metric_points` drafts, one per kind."""
     sets.begin()
     outcome = Outcome()
     origins, metas = Origins(sets), _Metas()
@@ -338,19 +290,18 @@ def metrics_to_arrow(request, ctx: IngestContext, sets: AttributeSets) -> AdaptR
         try:
             resource = sets.id_of(tuple(rm.resource.attributes))
         except InvalidAttributes as exc:
-            outcome.reject(f"resource attributes: {exc}", sum(_scope_points(sm) for sm in rm.scope_metrics))
+            outcome.reject("invalid_attributes", f"resource attributes: {exc}", sum(_scope_points(sm) for sm in rm.scope_metrics))
             continue
         for sm in rm.scope_metrics:
             try:
                 origin = origins.add(resource, _text(sm.scope.name), _text(sm.scope.version))
             except UnicodeDecodeError:
-                outcome.reject("scope name or version is not valid UTF-8", _scope_points(sm))
+                outcome.reject("invalid_utf8", "scope name or version is not valid UTF-8", _scope_points(sm))
                 continue
             for metric in sm.metrics:
                 _add_metric(metric, origin, metas, builders, outcome)
-    tables = [_finish(b, metas, origins, ctx, outcome) for k, b in builders.items() if k != "sum" and len(b)]
-    table = pa.concat_tables(tables) if tables else POINTS_SCHEMA.empty_table()
-    return AdaptResult(table, outcome)
+    drafts = [_draft(b, metas, origins) for k, b in builders.items() if k != "sum" and len(b)]
+    return AdaptResult(drafts, outcome)
 
 
 def _add_metric(metric, origin: int, metas: _Metas, builders: dict[str, _Points], outcome: Outcome) -> None:
@@ -361,10 +312,10 @@ def _add_metric(metric, origin: int, metas: _Metas, builders: dict[str, _Points]
     try:
         name, description, unit = _text(metric.name), _text(metric.description), _text(metric.unit)
     except UnicodeDecodeError:
-        outcome.reject("metric name, description or unit is not valid UTF-8", len(data.data_points))
+        outcome.reject("invalid_utf8", "metric name, description or unit is not valid UTF-8", len(data.data_points))
         return
     if not name:
-        outcome.reject("metric name is empty", len(data.data_points))
+        outcome.reject("invalid_name", "metric name is empty", len(data.data_points))
         return
     temporality = TEMPORALITY.get(getattr(data, "aggregation_temporality", 0), "unspecified")
     monotonic = bool(getattr(data, "is_monotonic", False))

@@ -11,7 +11,7 @@ two changes that keep the wire format identical:
   element is then the raw encoding of one KeyValue. Turning ten KeyValue
   messages into Python objects costs about 5 us per point; a tuple of their
   raw bytes is a cache key, so an attribute set seen before is decoded once
-  (see `adapters.otlp.attributes`).
+  (see `adapters.attributes`).
 
 Responses and test clients use the strict classes from opentelemetry-proto.
 """

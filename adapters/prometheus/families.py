@@ -107,7 +107,6 @@ def kind_of(name: str, family: str, info: FamilyInfo, labels: dict[str, str]) ->
     return "gauge", False
 
 
-_PREPARED: dict[tuple, dict] = {}
 _PREPARED_MAX = 500_000
 
 
@@ -115,8 +114,9 @@ def series_handle(rows: PointRows, key, name: str, labels: dict[str, str], looku
     """Register a series in `rows`; what it costs to work out (type, unit, names,
     label set ids) is cached across batches under `key`."""
     info = lookup(name)
-    cache_key = (key, info, rows.labels.generation)
-    prepared = _PREPARED.get(cache_key)
+    cache = rows.labels.series_cache  # per tenant, like the label sets whose ids it holds
+    cache_key = (key, info)
+    prepared = cache.get(cache_key)
     if prepared is None:
         family, resolved = resolve(name, labels, lookup)
         kind, monotonic = kind_of(name, family, resolved, labels)
@@ -126,9 +126,9 @@ def series_handle(rows: PointRows, key, name: str, labels: dict[str, str], looku
                         monotonic=monotonic, unit=unit_of(family, resolved), description=resolved.help,
                         attributes_id=rows.labels.id_of_labels(dict(zip(keys, values))),
                         resource_id=rows.labels.id_of_labels(resource))
-        if len(_PREPARED) >= _PREPARED_MAX:
-            _PREPARED.clear()
-        _PREPARED[cache_key] = prepared
+        if len(cache) >= _PREPARED_MAX:
+            cache.clear()
+        cache[cache_key] = prepared
     return rows.series_of_sets(**prepared)
 
 
@@ -145,7 +145,7 @@ def add_samples(rows: PointRows, samples: Iterable[Sample], lookup: Lookup, outc
             handle = handles[series_key] = series_handle(rows, series_key, s.name, s.labels, lookup, names)
         point = (handle, s.timestamp_ms)
         if point in seen:
-            outcome.reject("duplicate sample (same series and timestamp)")
+            outcome.reject("duplicate", "duplicate sample (same series and timestamp)")
             continue
         seen.add(point)
         stale = s.value != s.value and is_stale_marker(s.value)

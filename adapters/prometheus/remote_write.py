@@ -14,11 +14,10 @@ import math
 
 from google.protobuf.message import DecodeError
 
-from telemetry_gateway.adapters.base import AdaptResult, IngestContext, Outcome
-from telemetry_gateway.adapters.normalize import Names
+from telemetry_gateway.adapters.base import AdaptResult, Outcome
 from telemetry_gateway.adapters.points import PointRows, is_stale_marker
 from telemetry_gateway.adapters.prometheus.families import FamilyInfo, series_handle
-from telemetry_gateway.adapters.otlp.attributes import AttributeLimits, varint
+from telemetry_gateway.adapters.attributes import AttributeLimits, AttributeSets, InvalidAttributes, varint
 from telemetry_gateway.adapters.prometheus.prompb import METRIC_TYPES, LabelList, WriteRequest
 
 decode_request = WriteRequest.FromString
@@ -75,21 +74,27 @@ class PrometheusMetadata:
         return self.families.get(name)
 
 
-def remote_write_to_arrow(request, ctx: IngestContext, metadata: PrometheusMetadata, names: Names | None = None) -> AdaptResult:
+def _code(exc: ValueError) -> str:
+    if isinstance(exc, InvalidAttributes):
+        return "invalid_attributes"
+    return "invalid_name" if "__name__" in str(exc) else "invalid_attributes"
+
+
+def remote_write_to_arrow(request, metadata: PrometheusMetadata, sets: AttributeSets) -> AdaptResult:
     metadata.update(request.metadata)
-    names = names or Names()
+    names = sets.names
     outcome = Outcome()
-    rows = PointRows()
+    rows = PointRows(sets)
     handles: dict[tuple[bytes, ...], int] = {}
     seen: set[tuple[int, int]] = set()
     for series in request.timeseries:
         if series.histograms:
-            outcome.reject("native histograms are not supported yet", len(series.histograms))
+            outcome.reject("unsupported", "native histograms are not supported yet", len(series.histograms))
         raw = tuple(series.labels)
         try:
             name, labels = metadata.labels_of(raw)
         except ValueError as exc:
-            outcome.reject(str(exc), len(series.samples))
+            outcome.reject(_code(exc), str(exc), len(series.samples))
             continue
         repeated = raw in handles
         handle = handles[raw] if repeated else series_handle(rows, raw, name, labels, metadata.lookup, names)
@@ -99,10 +104,10 @@ def remote_write_to_arrow(request, ctx: IngestContext, metadata: PrometheusMetad
             if check:
                 point = (handle, sample.timestamp)
                 if point in seen:
-                    outcome.reject("duplicate sample (same series and timestamp)")
+                    outcome.reject("duplicate", "duplicate sample (same series and timestamp)")
                     continue
                 seen.add(point)
             value = sample.value
             stale = value != value and is_stale_marker(value)
             rows.value(handle, sample.timestamp * 1_000_000, math.nan if stale else value, stale)
-    return rows.finish(ctx, outcome)
+    return AdaptResult([rows.finish()], outcome)

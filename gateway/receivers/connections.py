@@ -19,7 +19,7 @@ import logging
 
 from aiohttp import ClientPayloadError, web
 
-from telemetry_gateway.gateway.config import ConnectionLimits
+from telemetry_gateway.gateway.config_base import ConnectionLimits
 from telemetry_gateway.gateway.errors import BadRequest, RequestTimeout
 from telemetry_gateway.gateway.receivers.body import too_large
 from telemetry_gateway.gateway.ratelog import RateLimitedLog

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from telemetry_gateway.gateway.batch import Batch, Provenance, table_named
 from telemetry_gateway.gateway.spool.records import DATA, DONE, INTENT, Damage, Record, encode, scan
 
 log = logging.getLogger(__name__)
@@ -60,17 +61,6 @@ def to_ipc(table: pa.Table) -> bytes:
 
 def from_ipc(payload: bytes) -> pa.Table:
     return pa.ipc.open_stream(payload).read_all()
-
-
-@dataclass
-class Batch:
-    """One accepted request's rows for one (region, table)."""
-
-    batch_id: str
-    region: str
-    table: str
-    rows: pa.Table
-    size: int = 0  # bytes on disk
 
 
 @dataclass
@@ -163,7 +153,7 @@ class Spool:
         for number, record in records:
             meta = record.meta
             if record.kind == DATA:
-                batch = Batch(meta["batch_id"], meta["region"], meta["table"], from_ipc(record.payload), meta.get("size", 0))
+                batch = _batch_of(meta, from_ipc(record.payload))
                 batches[batch.batch_id] = (number, batch)
             elif record.kind == INTENT:
                 intents[meta["token"]] = (number, Intent(meta["token"], meta["region"], meta["table"], meta["batch_ids"]))
@@ -343,8 +333,8 @@ class Spool:
     def _encode(self, op: str, item) -> bytes:
         if op == "data":
             payload = to_ipc(item.rows)
-            meta = {"batch_id": item.batch_id, "region": item.region, "table": item.table,
-                    "rows": item.rows.num_rows, "size": len(payload)}
+            meta = {"batch_id": item.batch_id, "region": item.region, "table": item.table.name,
+                    "rows": item.rows.num_rows, "size": len(payload), "provenance": item.provenance.to_meta()}
             return encode(Record(DATA, meta, payload))
         return encode(item)
 
@@ -404,3 +394,8 @@ def _settle(future: asyncio.Future, outcome, written) -> None:
         written(*outcome)
     if not future.done():
         future.set_result(None)
+
+
+def _batch_of(meta: dict, rows: pa.Table) -> Batch:
+    provenance = Provenance.from_meta(meta, meta["region"], meta["batch_id"])
+    return Batch(table_named(meta["table"]), rows, provenance, meta.get("size", 0))

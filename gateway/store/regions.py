@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 from telemetry_gateway.gateway.config import StoreConfig
-from telemetry_gateway.gateway.store import faults
 from telemetry_gateway.gateway.store.base import RegionStore
 from telemetry_gateway.gateway.store.embedded import EmbeddedStore
 from telemetry_gateway.gateway.store.server import ServerStore
+
+
+FAULTS_HOOK = "TELEMETRY_GATEWAY_FAULTS"
 
 
 def build_store(name: str, config: StoreConfig) -> RegionStore:
@@ -15,8 +19,11 @@ def build_store(name: str, config: StoreConfig) -> RegionStore:
         store: RegionStore = EmbeddedStore(name, region.database, config.path, config.retention_days)
     else:
         store = ServerStore(name, region.database, region.url or "", config.retention_days)
-    if faults.enabled():
-        store = faults.FaultyStore(store, config.path / "faults")
+    if os.environ.get(FAULTS_HOOK) == "1":
+        # The one test hook: only tests set it, and only then is the fault module imported.
+        from telemetry_gateway.gateway.testing.faults import FaultyStore
+
+        store = FaultyStore(store, config.path / "faults")
     return store
 
 

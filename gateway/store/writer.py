@@ -38,9 +38,10 @@ import pyarrow as pa
 from telemetry_gateway.gateway.deadletter import DeadLetters
 from telemetry_gateway.gateway.errors import GatewayError, StoreRejected, StoreUnavailable, Throttled
 from telemetry_gateway.gateway.retry import RetryPolicy
-from telemetry_gateway.gateway.spool.spool import Batch, Intent, Spool
+from telemetry_gateway.gateway.batch import Batch
+from telemetry_gateway.gateway.spool.spool import Intent, Spool
 from telemetry_gateway.gateway.store.base import RegionStore
-from telemetry_gateway.gateway.telemetry import Telemetry
+from telemetry_gateway.gateway.self_metrics import SelfMetrics
 from telemetry_gateway.schema import Table, conform
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class WriterSettings:
 
 
 class TableWriter:
-    def __init__(self, store: RegionStore, table: Table, executor: ThreadPoolExecutor, telemetry: Telemetry,
+    def __init__(self, store: RegionStore, table: Table, executor: ThreadPoolExecutor, telemetry: SelfMetrics,
                  settings: WriterSettings, spool: Spool | None = None, dead_letters: DeadLetters | None = None) -> None:
         self.store = store
         self.table = table
@@ -157,8 +158,9 @@ class TableWriter:
         self.queued_bytes += sum(b.rows.nbytes for b in batches)
         self._wake.set()
 
-    async def write(self, rows: pa.Table, batch_id: str) -> None:
+    async def write(self, batch: Batch) -> None:
         """Without a spool: wait until the rows are stored."""
+        rows = batch.rows
         if rows.num_rows == 0:
             return
         if self._closing:
@@ -169,7 +171,7 @@ class TableWriter:
                 self._settings.retry_after_s,
             )
         done = asyncio.get_running_loop().create_future()
-        self.submit(Batch(batch_id, self.store.region, self.table.name, rows), done)
+        self.submit(batch, done)
         await asyncio.shield(done)
 
     # -- the loop -------------------------------------------------------------

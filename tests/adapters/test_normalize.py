@@ -2,20 +2,20 @@ from __future__ import annotations
 
 import pytest
 
-from telemetry_gateway.adapters.base import Outcome
 from telemetry_gateway.adapters.normalize import CumulativeToDelta, Names, ServiceCatalog, convert_units
+from telemetry_gateway.adapters.attributes import AttributeSets
 from telemetry_gateway.adapters.points import PointRows
-from tests.adapters.otlp.helpers import NS, context
+from tests.adapters.otlp.helpers import NS, context, finalized
 from tests.rows import plain_rows
 
 NOW = 1_800_000_000 * NS
 
 
 def table(points: list[dict]):
-    rows = PointRows()
+    rows = PointRows(AttributeSets())
     for p in points:
         rows.add(**{"time_ns": NOW - NS, "kind": "gauge", "attributes": {}, "resource": {"service.name": "api"}, **p})
-    return rows.finish(context(NOW), Outcome()).table
+    return finalized(rows.finish(), context(NOW)).table
 
 
 def test_units_are_rescaled_to_base_units_and_flagged():
@@ -76,7 +76,7 @@ def test_service_catalog_enriches_resources(tmp_path):
 
 
 def test_the_attribute_set_registry_is_bounded_in_bytes_as_well_as_in_sets():
-    from telemetry_gateway.adapters.otlp.attributes import AttributeSets
+    from telemetry_gateway.adapters.attributes import AttributeSets
 
     sets = AttributeSets(max_bytes=1 << 20)
     first = sets.generation

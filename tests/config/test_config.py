@@ -8,7 +8,9 @@ import pytest
 
 from pydantic import BaseModel
 
-from telemetry_gateway.gateway.config import ConfigError, GatewayConfig, LogMetricConfig, RegionConfig, load_config
+from telemetry_gateway.gateway.components import COMPONENTS
+from telemetry_gateway.gateway.config import (ConfigError, GatewayConfig, LogMetricConfig, RegionConfig, load_config,
+                                              parse_config)
 
 TESTDATA = Path(__file__).parent / "testdata"
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,3 +98,21 @@ def test_the_readme_reference_names_every_config_key():
     readme = (ROOT / "README.md").read_text()
     missing = [path for path in _fields(GatewayConfig) if f"| `{path}` |" not in readme]
     assert missing == []
+
+
+@pytest.mark.parametrize("component", COMPONENTS, ids=lambda c: c.name)
+def test_every_registered_component_has_its_config_documented(component):
+    """A component registered without README docs for its keys fails here, by name."""
+    readme = (ROOT / "README.md").read_text()
+    keys = _fields(component.config, f"{component.section}.{component.name}.")
+    assert keys, f"{component.name} has no config keys"
+    assert [k for k in keys if f"| `{k}` |" not in readme] == []
+
+
+def test_component_sections_are_checked_like_the_rest():
+    assert parse_config("receivers:\n  remote_write: {enabled: false}\n").receivers.remote_write.enabled is False
+    with pytest.raises(ConfigError) as err:
+        parse_config("receivers:\n  zipkin: {enabled: nope}\n  jsonlinez: {}\npollers:\n  scrape: {intervall: 1s}\n")
+    problems = "\n".join(err.value.problems)
+    assert "receivers.zipkin.enabled" in problems
+    assert "receivers.jsonlinez: unknown key" in problems and "pollers.scrape.intervall: unknown key" in problems

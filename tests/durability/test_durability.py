@@ -1,7 +1,7 @@
 """Acknowledged data survives crashes, restarts and store outages, exactly once.
 
 Real gateway processes, real kills, real damaged files; the store faults are
-the switches in gateway.store.faults (test-only, off unless the environment
+the switches in gateway.testing.faults (test-only, off unless the environment
 asks for them).
 """
 
@@ -109,7 +109,7 @@ def test_a_crash_between_insert_and_done_stores_the_group_once(start_gateway):
     # The writer has announced group [1] and keeps retrying; now let the insert
     # through and die right after it, before DONE reaches the spool.
     time.sleep(0.3)
-    gw.fault("crash-after-insert")
+    gw.fault("crash-after-insert", "metric_points")
     gw.clear_fault("store-down")
     assert gw.proc.wait(30) == 137
     # Restart with batches large enough that a naive replay would regroup [1, 2]
@@ -119,7 +119,8 @@ def test_a_crash_between_insert_and_done_stores_the_group_once(start_gateway):
     stored = settled(gw, "crash", {1, 2})
     time.sleep(1)
     assert per_request(gw, "crash") == {1: (POINTS, POINTS), 2: (POINTS, POINTS)}
-    assert gw.metric("gateway_spool_replayed_batches_total") == 2
+    # The two requests' points, and their two ingest_log rows unless those were stored before the crash.
+    assert gw.metric("gateway_spool_replayed_batches_total") >= 2
     assert stored
 
 
@@ -189,7 +190,8 @@ def test_sigterm_with_the_store_down_leaves_the_rest_in_the_spool_and_a_damaged_
     assert time.monotonic() - started < 15
     # Damage the second DATA record of the spool on disk.
     segments = sorted((gw.workdir / "data" / "spool").glob("segment-*.spool"))
-    data_records = [(seg, offset) for seg in segments for offset, rec in scan(seg.read_bytes()).records if rec.kind == DATA]
+    data_records = [(seg, offset) for seg in segments for offset, rec in scan(seg.read_bytes()).records
+                    if rec.kind == DATA and rec.meta["table"] == "metric_points"]
     assert len(data_records) == 3
     segment, offset = data_records[1]
     raw = bytearray(segment.read_bytes())
@@ -251,7 +253,9 @@ def tiny_disk(tmp_path):
 def test_a_full_spool_disk_answers_503_and_never_hangs_or_kills_the_spool(start_gateway, tiny_disk):
     gw = start_gateway({"spool": {"path": str(tiny_disk / "spool")}}, faults=True)
     gw.fault("store-down")
-    codes = [post(gw.http_url, "/v1/metrics", numbered_request("fulldisk", n, 2000), PB)[0] for n in range(60)]
+    # ~280 KB requests: after three the 1 MiB disk has ~200 KB, more than the spool's reserve but less than a request,
+    # so the fourth write itself runs out of space (later ones are throttled by the reserve, 429).
+    codes = [post(gw.http_url, "/v1/metrics", numbered_request("fulldisk", n, 3000), PB)[0] for n in range(60)]
     assert 503 in codes, codes
     acknowledged = [n for n, code in enumerate(codes) if code == 200]
     assert acknowledged, codes

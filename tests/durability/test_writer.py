@@ -15,8 +15,11 @@ import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from telemetry_gateway.adapters.points import PointRows
-from telemetry_gateway.adapters.base import IngestContext, Outcome
-from telemetry_gateway.gateway.spool.spool import Batch, Spool
+from telemetry_gateway.adapters.attributes import AttributeSets
+from telemetry_gateway.gateway.batch import Batch
+from telemetry_gateway.gateway.spool.spool import Spool
+from telemetry_gateway.schema import POINTS
+from tests.adapters.otlp.helpers import context, finalized
 from tests.durability.test_durability import PB, wait_for
 from tests.receivers.otlp_requests import post
 
@@ -72,16 +75,16 @@ def test_readiness_names_the_writer_that_cannot_store_and_recovers(start_gateway
 
 
 def _batch(service: str, bad: bool) -> Batch:
-    rows = PointRows()
+    rows = PointRows(AttributeSets())
     for i in range(4):
         rows.add(time_ns=time.time_ns(), name="spooled", kind="gauge", value=float(i), attributes={"i": str(i)},
                  resource={"service.name": service})
-    table = rows.finish(IngestContext("otlp", "test", uuid.uuid4().hex, time.time_ns()), Outcome()).table
+    table = finalized(rows.finish(), context(time.time_ns())).table
     if bad:
         # Spooled by a broken release: a column no cast can bring into the table's shape.
         index = table.schema.get_field_index("value")
         table = table.set_column(index, "value", pa.array([[1]] * table.num_rows, pa.list_(pa.int64())))
-    return Batch(uuid.uuid4().hex, "default", "metric_points", table)
+    return Batch.local(POINTS, table)
 
 
 async def _spool(path, batches: list[Batch]) -> None:

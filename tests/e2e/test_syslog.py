@@ -97,7 +97,7 @@ def test_hostile_syslog_input_is_refused_and_the_connection_goes_on(start_gatewa
     rows = gw.wait_rows(f"SELECT body FROM telemetry.log_records WHERE service_name = '{app}' ORDER BY body", 3)
     assert [r["body"] for r in rows] == ["after the huge line", "framed after the big frame", "over udp"]
     text = gw.metrics_text()
-    assert 'gateway_rejected_total{reason="too_large",signal="logs",source="syslog"} 3.0' in text
+    assert 'gateway_rejected_total{format="syslog",reason="too_large",tenant="default"} 3.0' in text
     assert gw.metric("gateway_rejected_total") >= 4  # and the garbage line
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 from telemetry_gateway.adapters.prometheus.families import Sample
-from telemetry_gateway.gateway.pollers.scrape import Target, apply_target_labels, parse, read_file_sd
+from telemetry_gateway.gateway.components.scrape.poller import Target, apply_target_labels, parse, read_file_sd
 
 TEXT = """# HELP ifHCInOctets octets in
 # TYPE ifHCInOctets counter
@@ -58,7 +58,7 @@ def test_a_sample_timestamp_past_float_range_fails_the_scrape_with_a_reason():
     # Found by the fuzzer: `Inf` and 1e400 as timestamps raised OverflowError out of the poller.
     import pytest
 
-    from telemetry_gateway.gateway.pollers.scrape import ScrapeFailed
+    from telemetry_gateway.gateway.components.scrape.poller import ScrapeFailed
 
     for stamp in ("Inf", "1e400"):
         with pytest.raises(ScrapeFailed, match="unparsable exposition"):
@@ -68,8 +68,8 @@ def test_a_sample_timestamp_past_float_range_fails_the_scrape_with_a_reason():
 def test_a_target_loop_survives_an_unexpected_error_and_says_so(caplog):
     import asyncio
 
-    from telemetry_gateway.gateway.config import ScrapeConfig
-    from telemetry_gateway.gateway.pollers.scrape import ScrapePoller
+    from telemetry_gateway.gateway.components.scrape.config import ScrapeConfig
+    from telemetry_gateway.gateway.components.scrape.poller import ScrapePoller
 
     poller = ScrapePoller(ScrapeConfig(interval=0.05, timeout=0.05, jitter=0), pipeline=None)
     calls = []
@@ -93,8 +93,8 @@ def test_a_target_loop_survives_an_unexpected_error_and_says_so(caplog):
 
 
 def test_a_malformed_file_sd_keeps_the_last_targets(tmp_path, caplog):
-    from telemetry_gateway.gateway.config import ScrapeConfig
-    from telemetry_gateway.gateway.pollers.scrape import ScrapePoller
+    from telemetry_gateway.gateway.components.scrape.config import ScrapeConfig
+    from telemetry_gateway.gateway.components.scrape.poller import ScrapePoller
 
     path = tmp_path / "targets.json"
     path.write_text(json.dumps([{"targets": ["127.0.0.1:9100"], "labels": {"job": "node"}}]))

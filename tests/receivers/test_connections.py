@@ -121,7 +121,7 @@ def test_clients_that_leave_mid_body_cost_one_warning_line_not_tracebacks(tight)
         assert r.status == 200
     time.sleep(0.5)
     log = tight.log()
-    assert "WARNING gateway.receivers.connections" in log and "client went away mid-body" in log
+    assert "WARNING telemetry_gateway.gateway.receivers.connections" in log and "client went away mid-body" in log
     assert log.count("client went away mid-body") <= 2  # rate-limited: one line per interval
     assert "Traceback" not in log and " ERROR " not in log
 

@@ -49,7 +49,7 @@ def test_remote_write_duplicate_and_oversized_labels_are_refused(gateway):
     assert post(gateway.http_url, "/api/v1/write", rw(job, [now_ms], many), RW_HEADERS)[0] == 204
     assert post(gateway.http_url, "/api/v1/write", rw(job, [now_ms], [("big", "x" * 100_000)]), RW_HEADERS)[0] == 204
     text = gateway.metrics_text()
-    assert 'source="remote_write"' in text
+    assert 'gateway_rejected_total{format="remote_write",reason="invalid_attributes",tenant="default"}' in text
     assert gateway.rows(f"SELECT 1 FROM telemetry.metric_points WHERE service_name = '{job}'") == []
 
 

@@ -231,8 +231,16 @@ def test_self_metrics_count_accepted_and_rejected(gateway):
     service = unique("http_counts")
     send_metrics(gateway, gauge_request(service, [{"value": 1.0}, {"value": 2.0, "time": 0}]).SerializeToString())
     text = gateway.metrics_text()
-    assert 'gateway_accepted_total{signal="metrics",source="otlp"}' in text
-    assert 'gateway_rejected_total{reason="is_0",signal="metrics",source="otlp"}' in text
+    assert 'gateway_accepted_total{format="otlp_metrics",tenant="default"}' in text
+    # By reason code, not by the words of the message.
+    assert 'gateway_rejected_total{format="otlp_metrics",reason="time_missing",tenant="default"}' in text
+    assert 'gateway_requests_total{format="metrics",outcome="partial",transport="http"}' in text
+    # The same account per request in the store, beside the rows it kept.
+    logged = gateway.wait_rows(
+        "SELECT format, transport, peer, accepted, rejected, stored_rows FROM telemetry.ingest_log WHERE batch_id IN "
+        f"(SELECT batch_id FROM telemetry.metric_points WHERE service_name = '{service}')", 1)
+    assert logged == [{"format": "otlp_metrics", "transport": "http", "peer": "127.0.0.1", "accepted": 1,
+                       "rejected": {"time_missing": 1}, "stored_rows": {"metric_points": 1}}]
     assert 'gateway_stored_total{region="default",table="metric_points"}' in text
     assert "gateway_batch_insert_seconds_bucket" in text and "gateway_queue_rows" in text
 

@@ -37,7 +37,7 @@ def test_valid_samples_are_kept_and_bad_ones_counted_with_204(gateway):
                              "ORDER BY metric_name", 2)
     assert rows == [{"metric_name": "cpu_temp_celsius", "value": 51.5, "kind": "gauge", "unit": "Cel"},
                     {"metric_name": "jobs_done_total", "value": 7, "kind": "sum", "unit": ""}]
-    assert 'gateway_rejected_total{reason="is_0",signal="metrics",source="remote_write"} 1.0' in gateway.metrics_text()
+    assert 'gateway_rejected_total{format="remote_write",reason="time_missing",tenant="default"} 1.0' in gateway.metrics_text()
 
 
 @pytest.mark.parametrize("body, headers, status, message", [

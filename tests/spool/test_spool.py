@@ -9,7 +9,9 @@ import pyarrow as pa
 import pytest
 
 from telemetry_gateway.gateway.spool.records import DATA, DONE, INTENT, Record, encode, scan
-from telemetry_gateway.gateway.spool.spool import Batch, Intent, Spool, SpoolFull, segment_name
+from telemetry_gateway.gateway.batch import Batch
+from telemetry_gateway.gateway.spool.spool import Intent, Spool, SpoolFull, segment_name
+from telemetry_gateway.schema import POINTS
 
 
 def rows(*values: float) -> pa.Table:
@@ -17,7 +19,7 @@ def rows(*values: float) -> pa.Table:
 
 
 def batch(batch_id: str, *values: float) -> Batch:
-    return Batch(batch_id, "default", "metric_points", rows(*values))
+    return Batch.local(POINTS, rows(*values), batch_id)
 
 
 async def fill(spool: Spool, batches: list[Batch], intents: list[tuple[Intent, str | None]] = ()) -> list[Batch]:

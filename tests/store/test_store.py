@@ -6,13 +6,13 @@ import pyarrow as pa
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from telemetry_gateway.adapters.otlp.attributes import AttributeSets
+from telemetry_gateway.adapters.attributes import AttributeSets
 from telemetry_gateway.adapters.otlp.metrics import decode_request, metrics_to_arrow
 from telemetry_gateway.gateway.errors import QueryRefused, StoreRejected, StoreUnavailable
 from telemetry_gateway.gateway.store.base import classify
 from telemetry_gateway.schema import LOGS, POINTS, TABLES
 from telemetry_gateway.schema.migrations import SchemaTooNew, latest_version
-from tests.adapters.otlp.helpers import NS, context
+from tests.adapters.otlp.helpers import NS, context, finalized
 
 NOW = 1_800_000_000 * NS
 
@@ -32,7 +32,7 @@ def points(values_and_attrs: list[tuple[float, list[tuple[str, str]]]], received
         for key, text in attrs:
             dp.attributes.add(key=key).value.string_value = text
     raw = request.SerializeToString()
-    return metrics_to_arrow(decode_request(raw), context(received_ns), AttributeSets()).table
+    return finalized(metrics_to_arrow(decode_request(raw), AttributeSets()), context(received_ns)).table
 
 
 def test_migrations_create_every_table_from_the_schema(store):
@@ -161,7 +161,7 @@ def test_prometheus_histograms_are_assembled_at_query_time(store):
             for name, text in (("__name__", "req_seconds_bucket"), ("job", "api"), ("route", "/pay"), ("le", le)):
                 series.labels.append(Label(name=name.encode(), value=text.encode()).SerializeToString())
             series.samples.add(value=value, timestamp=now_ms)
-        table = remote_write_to_arrow(request, context(NOW, source_kind="remote_write"), PrometheusMetadata()).table
+        table = finalized(remote_write_to_arrow(request, PrometheusMetadata(), AttributeSets()), context(NOW, source_kind="remote_write")).table
         store.insert(POINTS, table, uuid_token(le))
     rows = rows_of(store, f"SELECT metric_name, attributes, toString(le_bounds) AS le, cumulative_counts, service_name "
                           f"FROM `{store.database}`.prometheus_histograms")

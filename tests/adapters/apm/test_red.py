@@ -5,7 +5,9 @@ import json
 from telemetry_gateway.adapters.apm import zipkin
 from telemetry_gateway.adapters.apm.red import OVERFLOW, SeriesLimiter, SpanFact, red_rows
 from telemetry_gateway.adapters.histogram import DURATION_BOUNDS
-from tests.adapters.otlp.helpers import NS, context
+from telemetry_gateway.adapters.attributes import AttributeSets
+from telemetry_gateway.adapters.base import Outcome
+from tests.adapters.otlp.helpers import NS, context, finalized
 from tests.rows import plain_rows
 
 NOW = 1_800_000_000 * NS
@@ -18,7 +20,8 @@ def fact(operation: str, status: str, seconds: float, error: bool = False, trace
 
 
 def rows_of(facts, limiter=None):
-    result = red_rows(facts, context(NOW, source_kind="apm"), limiter or SeriesLimiter(100))
+    ctx, outcome = context(NOW, source_kind="apm"), Outcome()
+    result = finalized(red_rows(facts, ctx.adapt, limiter or SeriesLimiter(100), AttributeSets(), outcome), ctx, outcome)
     return result, {(r["metric_name"], r["attributes"]["operation"], r["attributes"]["status_class"]): r
                     for r in plain_rows(result.table)}
 
@@ -76,17 +79,17 @@ def test_zipkin_v2_spans():
 
 def test_spans_without_a_proper_end_are_refused():
     result, rows = rows_of([SpanFact("s", "op", "ok", False, 10, 0, "")])
-    assert rows == {} and result.outcome.rejected == {"span end time is missing or before its start": 1}
+    assert rows == {} and result.outcome.reasons() == {"span end time is missing or before its start": 1}
 
 
 def test_zipkin_span_rows_refuse_endless_durations_and_pad_short_ids():
     # Found by the fuzzer: a duration of 1e400 (infinity) raised out of the span rows.
-    from telemetry_gateway.adapters.otlp.attributes import AttributeSets
+    from telemetry_gateway.adapters.attributes import AttributeSets
 
     now_us = 1_800_000_000_000_000
     spans = [{"traceId": "a" * 32, "id": "b1", "parentId": "1", "timestamp": now_us, "duration": 5},
              {"traceId": "a" * 32, "id": "b2", "timestamp": now_us, "duration": float("inf")}]
-    result = zipkin.spans_to_arrow(spans, context(now_us * 1000), AttributeSets())
-    assert result.outcome.rejected == {"span not stored: not a valid Zipkin v2 span": 1}
+    result = finalized(zipkin.spans_to_arrow(spans, AttributeSets()), context(now_us * 1000))
+    assert result.outcome.reasons() == {"span not stored: not a valid Zipkin v2 span": 1}
     row = result.table.to_pylist()[0]
     assert (row["span_id"], row["parent_span_id"]) == ("00000000000000b1", "0000000000000001")

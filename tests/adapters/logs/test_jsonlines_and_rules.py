@@ -4,7 +4,8 @@ import json
 
 from telemetry_gateway.adapters.jsonlines import jsonlines_to_arrow
 from telemetry_gateway.adapters.log_metrics import LogMetricRule, derive
-from tests.adapters.otlp.helpers import NS, context
+from telemetry_gateway.adapters.attributes import AttributeSets
+from tests.adapters.otlp.helpers import NS, context, finalized
 from tests.rows import plain_rows
 
 NOW = 1_800_000_000 * NS
@@ -19,7 +20,7 @@ def test_json_lines_fields_and_refusals():
         b"{broken",
         json.dumps({"message": "no time"}).encode(),
     ])
-    result = jsonlines_to_arrow(body, context(NOW))
+    result = finalized(jsonlines_to_arrow(body, context(NOW).adapt), context(NOW))
     rows = plain_rows(result.table)
     assert [(r["body"], r["time"], r["severity_number"], r["service_name"]) for r in rows] == [
         ("disk full", 1800000000 * NS, 17, "db"),
@@ -28,7 +29,7 @@ def test_json_lines_fields_and_refusals():
         ("no time", NOW, 0, "unknown_service"),
     ]
     assert rows[0]["attributes"] == {"disk": '{"free":0}'} and rows[3]["quality_flags"] == ["time_from_received"]
-    assert result.outcome.rejected == {"line is not a JSON object": 1, "line is not valid JSON": 1}
+    assert result.outcome.reasons() == {"line is not a JSON object": 1, "line is not valid JSON": 1}
 
 
 ACCESS = [
@@ -41,9 +42,9 @@ ACCESS = [
 
 def test_nginx_preset_counts_bytes_and_latency_by_method_and_status_class():
     body = "\n".join(json.dumps({"timestamp": NOW / 1e9 - 5, "message": line, "service": "web"}) for line in ACCESS).encode()
-    logs = jsonlines_to_arrow(body, context(NOW)).table
+    logs = finalized(jsonlines_to_arrow(body, context(NOW).adapt), context(NOW)).table
     rule = LogMetricRule.build("http.server.requests", preset="nginx_access", service="web")
-    rows = plain_rows(derive([rule], logs, context(NOW, source_kind="log")).table)
+    rows = plain_rows(finalized(derive([rule], logs, AttributeSets()), context(NOW, source_kind="log")).table)
     got = {(r["metric_name"], r["attributes"]["method"], r["attributes"]["status_class"]): r for r in rows}
     assert got[("http.server.requests", "GET", "2xx")]["value"] == 2
     assert got[("http.server.requests", "POST", "5xx")]["value"] == 1
@@ -56,7 +57,8 @@ def test_nginx_preset_counts_bytes_and_latency_by_method_and_status_class():
 def test_severity_by_service_counts_every_record():
     body = b"\n".join(json.dumps({"level": lvl, "msg": "x", "service": svc}).encode()
                       for lvl, svc in (("info", "a"), ("info", "a"), ("error", "a"), ("info", "b")))
-    logs = jsonlines_to_arrow(body, context(NOW)).table
-    rows = plain_rows(derive([LogMetricRule.build("log.records", preset="severity_by_service")], logs, context(NOW)).table)
+    logs = finalized(jsonlines_to_arrow(body, context(NOW).adapt), context(NOW)).table
+    rule = LogMetricRule.build("log.records", preset="severity_by_service")
+    rows = plain_rows(finalized(derive([rule], logs, AttributeSets()), context(NOW)).table)
     assert sorted((r["service_name"], r["attributes"]["severity"], r["value"]) for r in rows) == [
         ("a", "error", 1.0), ("a", "info", 2.0), ("b", "info", 1.0)]

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from telemetry_gateway.adapters.syslog import InvalidSyslog, parse, syslog_to_arrow
-from tests.adapters.otlp.helpers import NS, context
+from telemetry_gateway.adapters.base import AcceptWindow
+from tests.adapters.otlp.helpers import NS, context, finalized
 from tests.rows import check_golden, plain_rows
 
 RECEIVED = 1_796_000_000 * NS  # 2026-11-29
@@ -60,13 +61,13 @@ def test_malformed_messages_are_refused_with_a_reason(raw, reason):
 
 
 def test_rows_keep_the_good_and_count_the_bad():
-    result = syslog_to_arrow([RFC5424_SD, b"junk", RFC3164], context(1_800_000_000 * NS, source_kind="log",
-                                                                        window=__import__("telemetry_gateway.adapters.base").adapters.base.AcceptWindow(max_age_ns=10**20)))
+    ctx = context(1_800_000_000 * NS, source_kind="log", window=AcceptWindow(max_age_ns=10**20))
+    result = finalized(syslog_to_arrow([RFC5424_SD, b"junk", RFC3164], ctx.adapt), ctx)
     rows = plain_rows(result.table)
     assert [(r["service_name"], r["severity_text"], r["severity_number"], r["resource_attributes"].get("host.name")) for r in rows] == [
         ("evntslog", "notice", 10, "mymachine.example.com"), ("su", "crit", 18, "mymachine"),
     ]
-    assert result.outcome.rejected == {"no valid <PRI> at the start": 1}
+    assert result.outcome.reasons() == {"no valid <PRI> at the start": 1}
 
 
 TESTDATA = __import__("pathlib").Path(__file__).parent / "testdata"
@@ -87,7 +88,7 @@ def test_recorded_rsyslog_frames_match_golden_rows():
         ("rsyslog_rfc5424_octet", octet_frames((TESTDATA / "rsyslog_rfc5424_octet.bin").read_bytes())),
         ("rsyslog_rfc3164_newline", (TESTDATA / "rsyslog_rfc3164_newline.bin").read_bytes().splitlines()),
     ):
-        result = syslog_to_arrow(frames, ctx)
+        result = finalized(syslog_to_arrow(frames, ctx.adapt), ctx)
         assert result.outcome.rejected_count == 0
         rows = plain_rows(result.table)
         assert [r["body"] for r in rows] == ["payment failed for order A-7", "retrying gateway call", "order A-7 paid"]

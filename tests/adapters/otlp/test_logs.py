@@ -2,17 +2,18 @@ from __future__ import annotations
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from telemetry_gateway.adapters.otlp.attributes import AttributeSets
+from telemetry_gateway.adapters.attributes import AttributeSets
 from telemetry_gateway.adapters.otlp.logs import decode_request, logs_to_arrow
 from telemetry_gateway.schema import LOGS, arrow_schema
-from tests.adapters.otlp.helpers import NS, TESTDATA, context
+from tests.adapters.otlp.helpers import NS, TESTDATA, context, finalized
 from tests.rows import check_golden, plain_rows
 
 NOW = 1_800_000_000 * NS
 
 
 def adapt(raw: bytes, received_ns: int = NOW):
-    return logs_to_arrow(decode_request(raw), context(received_ns), AttributeSets())
+    ctx = context(received_ns)
+    return finalized(logs_to_arrow(decode_request(raw), ctx.adapt, AttributeSets()), ctx)
 
 
 def sdk_bytes() -> bytes:
@@ -80,7 +81,7 @@ def test_ids_are_hex_and_wrong_lengths_rejected():
     result = adapt(raw)
     [row] = plain_rows(result.table)
     assert row["trace_id"] == "000102030405060708090a0b0c0d0e0f" and row["span_id"] == "0001020304050607"
-    assert result.outcome.rejected == {"trace_id is 2 bytes, not 16": 1}
+    assert result.outcome.reasons() == {"trace_id is 2 bytes, not 16": 1}
 
 
 def test_invalid_utf8_body_rejects_only_that_record():
@@ -95,7 +96,7 @@ def test_future_records_rejected():
     raw = log_request([{"time": NOW + 7200 * NS}, {"time": NOW}]).SerializeToString()
     result = adapt(raw)
     assert result.table.num_rows == 1
-    assert result.outcome.rejected == {"log time more than 3600s in the future": 1}
+    assert result.outcome.reasons() == {"log time more than 3600s in the future": 1}
 
 
 def test_kvlist_body_stored_as_json():

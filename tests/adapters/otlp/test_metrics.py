@@ -7,10 +7,10 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from telemetry_gateway.adapters.otlp.attributes import AttributeSets
+from telemetry_gateway.adapters.attributes import AttributeSets
 from telemetry_gateway.adapters.otlp.metrics import decode_request, metrics_to_arrow
 from telemetry_gateway.schema import POINTS, arrow_schema
-from tests.adapters.otlp.helpers import NS, TESTDATA, context
+from tests.adapters.otlp.helpers import NS, TESTDATA, context, finalized
 from tests.rows import check_golden, plain_rows
 
 NOW = 1_800_000_000 * NS
@@ -21,7 +21,7 @@ def sdk_request():
 
 
 def adapt(request, received_ns: int = NOW, sets: AttributeSets | None = None):
-    return metrics_to_arrow(request, context(received_ns), sets or AttributeSets())
+    return finalized(metrics_to_arrow(request, sets or AttributeSets()), context(received_ns))
 
 
 def sdk_received_ns() -> int:
@@ -119,7 +119,7 @@ def test_invalid_utf8_metric_name_rejects_that_metric_only():
     metric.gauge.data_points.add(time_unix_nano=NOW, as_double=7.0)
     result = adapt(lenient(request, {b"badname": b"bad\xc3\x28me"}))
     assert [r["metric_name"] for r in plain_rows(result.table)] == ["goodname"]
-    assert result.outcome.rejected == {"metric name, description or unit is not valid UTF-8": 1}
+    assert result.outcome.reasons() == {"metric name, description or unit is not valid UTF-8": 1}
 
 
 def test_times_outside_the_accept_window_are_rejected_by_reason():
@@ -132,7 +132,7 @@ def test_times_outside_the_accept_window_are_rejected_by_reason():
     ])
     result = adapt(lenient(request))
     assert [r["value"] for r in plain_rows(result.table)] == [5.0]
-    assert result.outcome.rejected == {
+    assert result.outcome.reasons() == {
         "time_unix_nano is 0": 1,
         "time_unix_nano older than the accept window (1209600s)": 1,
         "time_unix_nano more than 3600s in the future": 2,
@@ -156,7 +156,7 @@ def test_point_without_value_is_rejected_unless_flagged_no_recorded_value():
     assert [r["point_flags"] for r in rows] == [1, 0]
     assert rows[0]["quality_flags"] == ["no_recorded_value"] and math.isnan(rows[0]["value"])
     assert rows[1]["value"] == 7.0
-    assert result.outcome.rejected == {"data point has no value": 1}
+    assert result.outcome.reasons() == {"data point has no value": 1}
 
 
 def test_histogram_with_mismatched_buckets_is_rejected():
@@ -169,7 +169,7 @@ def test_histogram_with_mismatched_buckets_is_rejected():
     [row] = plain_rows(result.table)
     assert row["temporality"] == "delta" and row["sum"] == 6.0 and row["bucket_counts"] == [1, 1, 1]
     assert row["service_name"] == "unknown_service"
-    assert result.outcome.rejected == {"bucket_counts length is not len(explicit_bounds) + 1": 1}
+    assert result.outcome.reasons() == {"bucket_counts length is not len(explicit_bounds) + 1": 1}
 
 
 def test_summary_points_keep_quantiles():

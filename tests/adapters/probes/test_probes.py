@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from telemetry_gateway.adapters.base import Outcome
 from telemetry_gateway.adapters.points import PointRows
 from telemetry_gateway.adapters.probes import ProbeResult, add_probe, add_snmp_interfaces, from_blackbox
-from telemetry_gateway.gateway.pollers.scrape import parse
-from tests.adapters.otlp.helpers import NS, context
+from telemetry_gateway.gateway.components.scrape.poller import parse
+from telemetry_gateway.adapters.attributes import AttributeSets
+from tests.adapters.otlp.helpers import NS, context, finalized
 from tests.rows import check_golden, plain_rows
 
 TESTDATA = Path(__file__).parent / "testdata"
@@ -21,9 +21,9 @@ def scraped(name: str):
 
 
 def rows_for(result: ProbeResult) -> list[dict]:
-    rows = PointRows()
+    rows = PointRows(AttributeSets())
     add_probe(rows, result, "blackbox")
-    return plain_rows(rows.finish(context(NOW, source_kind="scrape"), Outcome()).table)
+    return plain_rows(finalized(rows.finish(), context(NOW, source_kind="scrape")).table)
 
 
 def test_blackbox_http_probe_matches_golden_rows():
@@ -45,9 +45,9 @@ def test_a_scrape_without_probe_success_is_no_probe():
 
 
 def test_snmp_interface_counters_match_golden_rows():
-    rows = PointRows()
+    rows = PointRows(AttributeSets())
     added = add_snmp_interfaces(rows, scraped("snmp_if_mib.prom"), "127.0.0.1:161", "lab-1", "switch")
-    table = rows.finish(context(NOW, source_kind="scrape"), Outcome()).table
+    table = finalized(rows.finish(), context(NOW, source_kind="scrape")).table
     assert added == table.num_rows and added % 2 == 0
     got = plain_rows(table)
     assert {r["attributes"]["network.io.direction"] for r in got} == {"receive", "transmit"}

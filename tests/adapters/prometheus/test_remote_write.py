@@ -8,7 +8,8 @@ import cramjam
 from telemetry_gateway.adapters.points import stale_marker
 from telemetry_gateway.adapters.prometheus.prompb import Label, WriteRequest
 from telemetry_gateway.adapters.prometheus.remote_write import PrometheusMetadata, remote_write_to_arrow
-from tests.adapters.otlp.helpers import NS, context
+from telemetry_gateway.adapters.attributes import AttributeSets
+from tests.adapters.otlp.helpers import NS, context, finalized
 from tests.rows import check_golden, plain_rows
 
 TESTDATA = Path(__file__).parent / "testdata"
@@ -21,7 +22,8 @@ def recorded(name: str):
 def adapt(request, metadata: PrometheusMetadata | None = None, received_ns: int | None = None):
     if received_ns is None:
         received_ns = max((s.timestamp for ts in request.timeseries for s in ts.samples), default=0) * 1_000_000 + NS
-    return remote_write_to_arrow(request, context(received_ns, source_kind="remote_write"), metadata or PrometheusMetadata())
+    return finalized(remote_write_to_arrow(request, metadata or PrometheusMetadata(), AttributeSets()),
+                     context(received_ns, source_kind="remote_write"))
 
 
 def by_name(rows: list[dict]) -> dict[str, list[dict]]:
@@ -88,6 +90,6 @@ def test_staleness_markers_duplicates_and_bad_series():
     assert [(r["metric_name"], r["point_flags"], r["quality_flags"]) for r in rows] == [
         ("up", 0, []), ("up", 1, ["no_recorded_value"]), ("temp", 0, ["non_finite"]),
     ]
-    assert result.outcome.rejected == {
+    assert result.outcome.reasons() == {
         "duplicate sample (same series and timestamp)": 1, "series without __name__": 1, "a label is not valid UTF-8": 1,
     }

@@ -14,14 +14,19 @@ import asyncio
 import logging
 import time
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from telemetry_gateway.adapters.probes import ProbeResult, add_probe
-from telemetry_gateway.gateway.config import ProbeTarget, ProbesConfig
+from telemetry_gateway.gateway.batch import Caller
+from telemetry_gateway.gateway.components.probes.config import ProbeTarget, ProbesConfig
+from telemetry_gateway.gateway.components.samples import Samples
 from telemetry_gateway.gateway.errors import GatewayError
-from telemetry_gateway.gateway.pipeline import IngestPipeline
 from telemetry_gateway.gateway.ratelog import RateLimitedLog
+
+if TYPE_CHECKING:
+    from telemetry_gateway.gateway.pipeline import IngestPipeline
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +75,8 @@ class Prober:
             started = time.monotonic()
             try:
                 result = await self.probe(target)
-                await self.pipeline.ingest_samples([], lambda _: None, "probe", f"probe:{self.location}",
-                                                   extra=lambda rows: add_probe(rows, result, "probes"))
+                samples = Samples([], lambda _: None, lambda rows: add_probe(rows, result, "probes"))
+                await self.pipeline.ingest("probes", samples, Caller("poller", self.location), f"probe:{self.location}")
             except GatewayError as exc:
                 log.warning("probe result for %s not kept: %s", target.target, exc)
             except Exception:  # a bug must not end this probe for good: log it, go on

@@ -11,10 +11,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from telemetry_gateway.gateway.errors import GatewayError
-from telemetry_gateway.gateway.pipeline import IngestReport
+from telemetry_gateway.gateway.report import IngestReport
 from telemetry_gateway.gateway.receivers import status
 from telemetry_gateway.gateway.receivers.body import decompress
-from telemetry_gateway.gateway.receivers.route import BodyRoute, retry_headers
+from telemetry_gateway.gateway.receivers.body_route import BodyRoute, retry_headers
 
 TYPES = ("application/x-ndjson", "application/jsonl", "application/json")
 

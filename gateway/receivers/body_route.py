@@ -4,13 +4,18 @@ Content-Type, a bounded body, one pipeline call, and errors mapped in one place.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from telemetry_gateway.gateway.errors import GatewayError, RequestTimeout, UnsupportedMediaType
-from telemetry_gateway.gateway.pipeline import IngestPipeline, IngestReport
+from telemetry_gateway.gateway.report import IngestReport
 from telemetry_gateway.gateway.receivers import status
-from telemetry_gateway.gateway.telemetry import Telemetry
+from telemetry_gateway.gateway.receivers.callers import http_caller
+from telemetry_gateway.gateway.self_metrics import SelfMetrics
+
+if TYPE_CHECKING:
+    from telemetry_gateway.gateway.pipeline import IngestPipeline
 
 
 def retry_headers(exc: GatewayError) -> dict[str, str]:
@@ -23,7 +28,7 @@ class BodyRoute:
     name = ""
     content_types: tuple[str, ...] = ()
 
-    def __init__(self, pipeline: IngestPipeline, telemetry: Telemetry, limit: int, read_body) -> None:
+    def __init__(self, pipeline: IngestPipeline, telemetry: SelfMetrics, limit: int, read_body) -> None:
         self.pipeline = pipeline
         self.telemetry = telemetry
         self.limit = limit
@@ -39,7 +44,8 @@ class BodyRoute:
                     f"Content-Type must be {' or '.join(self.content_types)}, got {request.content_type!r}")
             raw = await self.read_body(request)
             body = await asyncio.to_thread(self.decode, raw, request.headers.get("Content-Encoding", ""))
-            report = await self.pipeline.ingest(self.name, body, f"{self.name}:{request.remote or 'unknown'}")
+            caller = http_caller(request)
+            report = await self.pipeline.ingest(self.name, body, caller, f"{self.name}:{caller.peer}")
         except GatewayError as exc:
             self.telemetry.request("http", self.name, type(exc).__name__)
             response = self.error(exc)

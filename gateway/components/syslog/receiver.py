@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
-from telemetry_gateway.gateway.config import SyslogConfig
+from telemetry_gateway.gateway.components.syslog.config import SyslogConfig
 from telemetry_gateway.gateway.errors import GatewayError
-from telemetry_gateway.gateway.pipeline import IngestPipeline
+from telemetry_gateway.gateway.receivers.callers import stream_caller
+from telemetry_gateway.gateway.router import DEFAULT_TENANT
 from telemetry_gateway.gateway.ratelog import RateLimitedLog
-from telemetry_gateway.gateway.telemetry import Telemetry
+from telemetry_gateway.gateway.self_metrics import SelfMetrics
+
+if TYPE_CHECKING:
+    from telemetry_gateway.gateway.pipeline import IngestPipeline
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +32,7 @@ log = logging.getLogger(__name__)
 class _Batcher:
     """Per-sender buffers flushed to the pipeline on size or time."""
 
-    def __init__(self, pipeline: IngestPipeline, telemetry: Telemetry, config: SyslogConfig) -> None:
+    def __init__(self, pipeline: IngestPipeline, telemetry: SelfMetrics, config: SyslogConfig) -> None:
         self.pipeline = pipeline
         self.telemetry = telemetry
         self.config = config
@@ -41,17 +46,17 @@ class _Batcher:
             asyncio.get_running_loop().create_task(self.flush(source))
 
     def refuse(self, reason: str) -> None:
-        self.telemetry.rejected("logs", "syslog", reason, 1)
+        self.telemetry.rejected("syslog", DEFAULT_TENANT, reason, 1)
 
     async def flush(self, source: str) -> None:
         messages = self.buffers.pop(source, [])
         if not messages:
             return
         try:
-            await self.pipeline.ingest("syslog", messages, source)
+            await self.pipeline.ingest("syslog", messages, stream_caller(source), source)
         except GatewayError as exc:
             log.warning("%d syslog messages from %s not kept: %s", len(messages), source, exc)
-            self.telemetry.rejected("logs", "syslog", type(exc).__name__, len(messages))
+            self.telemetry.rejected("syslog", DEFAULT_TENANT, type(exc).__name__, len(messages))
 
     async def flush_all(self) -> None:
         await asyncio.gather(*(self.flush(source) for source in list(self.buffers)))
@@ -75,7 +80,7 @@ class _Udp(asyncio.DatagramProtocol):
 
 
 class SyslogReceiver:
-    def __init__(self, config: SyslogConfig, pipeline: IngestPipeline, telemetry: Telemetry) -> None:
+    def __init__(self, config: SyslogConfig, pipeline: IngestPipeline, telemetry: SelfMetrics) -> None:
         self.config = config
         self.limit = config.max_message_kib * 1024
         self.batcher = _Batcher(pipeline, telemetry, config)

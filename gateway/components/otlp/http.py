@@ -10,22 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from google.rpc import status_pb2
 
-from telemetry_gateway.gateway.config import HttpConfig
-from telemetry_gateway.gateway.errors import BadRequest, GatewayError, RequestTimeout, UnsupportedMediaType
-from telemetry_gateway.gateway.pipeline import IngestPipeline, IngestReport
+from telemetry_gateway.gateway.components.otlp.config import HttpConfig
+from telemetry_gateway.gateway.errors import GatewayError, RequestTimeout, UnsupportedMediaType
+from telemetry_gateway.gateway.report import IngestReport
 from telemetry_gateway.gateway.receivers import status
-from telemetry_gateway.gateway.receivers.responses import export_response
+from telemetry_gateway.gateway.components.otlp.responses import export_response
 from telemetry_gateway.gateway.receivers import connections
 from telemetry_gateway.gateway.receivers.body import decompress
-from telemetry_gateway.gateway.receivers.jsonlines import JsonLinesRoute
-from telemetry_gateway.gateway.receivers.otlp_json import json_to_protobuf, response_json
-from telemetry_gateway.gateway.receivers.remote_write import RemoteWriteRoute
-from telemetry_gateway.gateway.receivers.zipkin import ZipkinRoute
-from telemetry_gateway.gateway.telemetry import Telemetry
+from telemetry_gateway.gateway.components.otlp.json import json_to_protobuf, response_json
+from telemetry_gateway.gateway.receivers.callers import http_caller
+from telemetry_gateway.gateway.self_metrics import SelfMetrics
+
+if TYPE_CHECKING:
+    from telemetry_gateway.gateway.pipeline import IngestPipeline
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +41,23 @@ def _encode(message, content_type: str) -> bytes:
 
 
 class OtlpHttpReceiver:
-    def __init__(self, config: HttpConfig, pipeline: IngestPipeline, telemetry: Telemetry) -> None:
+    def __init__(self, config: HttpConfig, pipeline: IngestPipeline, telemetry: SelfMetrics, routes=()) -> None:
         self.config = config
         self.pipeline = pipeline
         self.telemetry = telemetry
         self.limit = int(config.max_request_body_mib * MIB)
         self._runner: web.AppRunner | None = None
+        # Other components' routes on this listener: factories taking (limit, read_body).
+        self.routes = list(routes)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.limit)
         app.router.add_post("/v1/metrics", self._handler("metrics"))
         app.router.add_post("/v1/logs", self._handler("logs"))
         app.router.add_post("/v1/traces", self._handler("traces"))
-        RemoteWriteRoute(self.pipeline, self.telemetry, self.limit, self._read).register(app)
-        ZipkinRoute(self.pipeline, self.telemetry, self.limit, self._read).register(app)
-        JsonLinesRoute(self.pipeline, self.telemetry, self.limit, self._read).register(app)
+        for make_routes in self.routes:
+            for route in make_routes(self.limit, self._read):
+                route.register(app)
         return app
 
     async def start(self) -> None:
@@ -92,8 +96,8 @@ class OtlpHttpReceiver:
         else:
             # Off the event loop: inflating and parsing JSON take time in proportion to the body.
             body = await asyncio.to_thread(self._decode, signal, raw, encoding, request.content_type)
-        peer = request.remote or "unknown"
-        return await self.pipeline.ingest(signal, body, f"otlp-http:{peer}")
+        caller = http_caller(request)
+        return await self.pipeline.ingest(f"otlp_{signal}", body, caller, f"otlp-http:{caller.peer}")
 
     def _decode(self, signal: str, raw: bytes, encoding: str, content_type: str) -> bytes:
         body = decompress(raw, encoding, self.limit)

@@ -16,10 +16,10 @@ import cramjam
 from aiohttp import web
 
 from telemetry_gateway.gateway.errors import BadRequest, GatewayError, Throttled, UnsupportedMediaType
-from telemetry_gateway.gateway.pipeline import IngestReport
+from telemetry_gateway.gateway.report import IngestReport
 from telemetry_gateway.gateway.receivers import status
 from telemetry_gateway.gateway.receivers.body import too_large
-from telemetry_gateway.gateway.receivers.route import BodyRoute, retry_headers
+from telemetry_gateway.gateway.receivers.body_route import BodyRoute, retry_headers
 
 
 def snappy_length(body: bytes) -> int:

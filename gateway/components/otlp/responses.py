@@ -6,7 +6,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from telemetry_gateway.gateway.pipeline import IngestReport
+from telemetry_gateway.gateway.report import IngestReport
 
 RESPONSES = {  # signal -> (response message, partial_success field counting refused items)
     "metrics": (ExportMetricsServiceResponse, "rejected_data_points"),

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from telemetry_gateway.gateway.pipeline import IngestReport
+from telemetry_gateway.gateway.report import IngestReport
 from telemetry_gateway.gateway.receivers.body import decompress
-from telemetry_gateway.gateway.receivers.route import BodyRoute
+from telemetry_gateway.gateway.receivers.body_route import BodyRoute
 
 
 class ZipkinRoute(BodyRoute):

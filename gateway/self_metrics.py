@@ -1,7 +1,7 @@
 """The gateway's own metrics, served as Prometheus text on the admin /metrics.
 
-Labels are bounded: signal, source kind, region, table and a short reason
-class, never anything a client chooses freely.
+Labels are bounded: format, tenant, stage, region, table and reason codes,
+never anything a client chooses freely.
 """
 
 from __future__ import annotations
@@ -12,15 +12,19 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 disable_created_metrics()
 
 
-class Telemetry:
+class SelfMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self._accepted = Counter("gateway_accepted_total", "Items accepted from clients.", ["signal", "source"], registry=r)
-        self._rejected = Counter(
-            "gateway_rejected_total", "Items refused (partial success or whole request).", ["signal", "source", "reason"], registry=r
-        )
-        self._requests = Counter("gateway_requests_total", "Requests by transport and outcome.", ["transport", "signal", "outcome"], registry=r)
+        self._accepted = Counter("gateway_accepted_total", "Items kept after the adapter and finalize stages.",
+                                 ["format", "tenant"], registry=r)
+        self._rejected = Counter("gateway_rejected_total", "Items refused (partial success or whole request), by reason code.",
+                                 ["format", "tenant", "reason"], registry=r)
+        self._dropped = Counter("gateway_dropped_total", "Rows a processing stage removed.", ["format", "tenant", "stage"],
+                                registry=r)
+        self._derived = Counter("gateway_derived_total", "Rows a processing stage derived.",
+                                ["format", "tenant", "stage", "table"], registry=r)
+        self._requests = Counter("gateway_requests_total", "Requests by transport and outcome.", ["transport", "format", "outcome"], registry=r)
         self._stored = Counter("gateway_stored_total", "Rows inserted into the store.", ["region", "table"], registry=r)
         self._store_errors = Counter("gateway_store_errors_total", "Failed store inserts.", ["region", "table", "error"], registry=r)
         self._latency = Histogram(
@@ -34,16 +38,24 @@ class Telemetry:
         self.spool_cut = Counter("gateway_spool_cut_bytes_total", "Damaged spool bytes skipped at start.", registry=r)
         self.replayed = Counter("gateway_spool_replayed_batches_total", "Batches replayed from the spool at start.", registry=r)
 
-    def accepted(self, signal: str, source: str, n: int) -> None:
+    def accepted(self, format_: str, tenant: str, n: int) -> None:
         if n:
-            self._accepted.labels(signal, source).inc(n)
+            self._accepted.labels(format_, tenant).inc(n)
 
-    def rejected(self, signal: str, source: str, reason: str, n: int) -> None:
+    def rejected(self, format_: str, tenant: str, reason: str, n: int) -> None:
         if n:
-            self._rejected.labels(signal, source, reason).inc(n)
+            self._rejected.labels(format_, tenant, reason).inc(n)
 
-    def request(self, transport: str, signal: str, outcome: str) -> None:
-        self._requests.labels(transport, signal, outcome).inc()
+    def dropped(self, format_: str, tenant: str, stage: str, n: int) -> None:
+        if n:
+            self._dropped.labels(format_, tenant, stage).inc(n)
+
+    def derived(self, format_: str, tenant: str, stage: str, table: str, n: int) -> None:
+        if n:
+            self._derived.labels(format_, tenant, stage, table).inc(n)
+
+    def request(self, transport: str, format_: str, outcome: str) -> None:
+        self._requests.labels(transport, format_, outcome).inc()
 
     def stored(self, region: str, table: str, n: int, seconds: float) -> None:
         self._stored.labels(region, table).inc(n)

@@ -9,18 +9,22 @@ RESOURCE_EXHAUSTED.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from telemetry_gateway.gateway.config import GrpcConfig
+from telemetry_gateway.gateway.components.otlp.config import GrpcConfig
 from telemetry_gateway.gateway.errors import BadRequest, GatewayError
-from telemetry_gateway.gateway.pipeline import IngestPipeline
 from telemetry_gateway.gateway.receivers import status
-from telemetry_gateway.gateway.receivers.responses import export_response
-from telemetry_gateway.gateway.telemetry import Telemetry
+from telemetry_gateway.gateway.receivers.callers import grpc_caller
+from telemetry_gateway.gateway.components.otlp.responses import export_response
+from telemetry_gateway.gateway.self_metrics import SelfMetrics
+
+if TYPE_CHECKING:
+    from telemetry_gateway.gateway.pipeline import IngestPipeline
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
@@ -47,7 +51,7 @@ def _status(exc: GatewayError) -> grpc.Status:
 
 
 class OtlpGrpcReceiver:
-    def __init__(self, config: GrpcConfig, pipeline: IngestPipeline, telemetry: Telemetry) -> None:
+    def __init__(self, config: GrpcConfig, pipeline: IngestPipeline, telemetry: SelfMetrics) -> None:
         self.config = config
         self.pipeline = pipeline
         self.telemetry = telemetry
@@ -84,7 +88,8 @@ class OtlpGrpcReceiver:
     def _handler(self, signal: str):
         async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             try:
-                report = await self.pipeline.ingest(signal, request, f"otlp-grpc:{_peer_host(context.peer())}")
+                caller = grpc_caller(context)
+                report = await self.pipeline.ingest(f"otlp_{signal}", request, caller, f"otlp-grpc:{caller.peer}")
             except GatewayError as exc:
                 self.telemetry.request("grpc", signal, type(exc).__name__)
                 await context.abort_with_status(_status(exc))
@@ -93,10 +98,3 @@ class OtlpGrpcReceiver:
 
         return export
 
-
-def _peer_host(peer: str) -> str:
-    """'ipv4:127.0.0.1:5555' -> '127.0.0.1' (the port changes per connection)."""
-    kind, _, rest = peer.partition(":")
-    if kind in ("ipv4", "ipv6"):
-        return rest.rsplit(":", 1)[0].strip("[]")
-    return peer

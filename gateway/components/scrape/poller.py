@@ -19,6 +19,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlparse
 
 import aiohttp
@@ -29,10 +30,14 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from telemetry_gateway.adapters.points import stale_marker
 from telemetry_gateway.adapters.probes import add_probe, add_snmp_interfaces, from_blackbox
 from telemetry_gateway.adapters.prometheus.families import FamilyInfo, Sample
-from telemetry_gateway.gateway.config import ScrapeConfig
+from telemetry_gateway.gateway.batch import Caller
+from telemetry_gateway.gateway.components.samples import Samples
+from telemetry_gateway.gateway.components.scrape.config import ScrapeConfig
 from telemetry_gateway.gateway.errors import GatewayError
-from telemetry_gateway.gateway.pipeline import IngestPipeline
 from telemetry_gateway.gateway.ratelog import RateLimitedLog
+
+if TYPE_CHECKING:
+    from telemetry_gateway.gateway.pipeline import IngestPipeline
 
 log = logging.getLogger(__name__)
 ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
@@ -277,7 +282,8 @@ class ScrapePoller:
 
     async def _deliver(self, target: Target, samples: list[Sample], families: dict[str, FamilyInfo], extra=None) -> None:
         try:
-            await self.pipeline.ingest_samples(samples, families.get, "scrape", f"scrape:{target.instance}", extra)
+            await self.pipeline.ingest("scrape", Samples(samples, families.get, extra), Caller("poller", target.instance),
+                                       f"scrape:{target.instance}")
         except GatewayError as exc:
             log.warning("scrape of %s not kept: %s", target.url, exc)
 

@@ -1,0 +1,98 @@
+"""`Batch`: the one thing passed between stages, spooled, dead-lettered and stored.
+
+A batch is an Arrow table in the exact shape of one schema table, plus its
+provenance: which format and source it came from, who sent it (`Caller`),
+which tenant owns it and which region the router sent it to, its id and when
+it was received. Edge agents will fill `agent_id` and `sequence` (for replay
+de-duplication and gap detection); until then they are empty.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, replace
+
+import pyarrow as pa
+
+from telemetry_gateway.schema import TABLES, Table
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request, as the transport saw it. Never holds a secret."""
+
+    transport: str                  # grpc, http, syslog-tcp, syslog-udp, poller, admin, spool
+    peer: str = ""                  # address without the port
+    certificate_subject: str = ""   # TLS client certificate subject (RFC 4514), when one was presented
+    token_subject: str = ""         # the authenticated token's subject, when tokens are configured
+
+    @property
+    def subject(self) -> str:
+        return self.token_subject or self.certificate_subject
+
+
+@dataclass(frozen=True)
+class Provenance:
+    format: str           # the registered format: otlp_metrics, remote_write, syslog, scrape, ...
+    source_kind: str      # the `source_kind` column: otlp, remote_write, scrape, probe, apm, log
+    source_id: str        # the `source_id` column: transport and peer, or a target
+    caller: Caller
+    batch_id: str
+    received_ns: int
+    tenant: str = "default"
+    region: str = ""      # decided by the router
+    agent_id: str = ""    # edge agent that buffered the batch
+    sequence: int = 0     # the agent's sequence number for it; 0 = none
+
+    def derived(self, source_kind: str | None = None) -> Provenance:
+        """Provenance of a batch derived from this one (RED points, log metrics, span rows)."""
+        return replace(self, batch_id=new_batch_id(), source_kind=source_kind or self.source_kind)
+
+    def to_meta(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_meta(cls, meta: dict, region: str = "", batch_id: str = "") -> Provenance:
+        """From a spool or dead-letter record; records of older releases hold only id and region."""
+        known = {k: v for k, v in (meta.get("provenance") or {}).items() if k in cls.__dataclass_fields__}
+        caller = Caller(**known.pop("caller", {"transport": "spool"}))
+        known.setdefault("format", "")
+        known.setdefault("source_kind", "")
+        known.setdefault("source_id", "")
+        known.setdefault("received_ns", 0)
+        known["batch_id"] = batch_id or known.get("batch_id", "")
+        known["region"] = region or known.get("region", "")
+        return cls(caller=caller, **known)
+
+
+@dataclass
+class Batch:
+    table: Table
+    rows: pa.Table
+    provenance: Provenance
+    size: int = 0  # bytes in the spool, once spooled
+
+    @property
+    def batch_id(self) -> str:
+        return self.provenance.batch_id
+
+    @property
+    def region(self) -> str:
+        return self.provenance.region
+
+    @classmethod
+    def local(cls, table: Table, rows: pa.Table, batch_id: str | None = None, region: str = "default") -> Batch:
+        """A batch made by a tool or test rather than a request."""
+        provenance = Provenance("", "", "", Caller("local"), batch_id or new_batch_id(), 0, region=region)
+        return cls(table, rows, provenance)
+
+
+def new_batch_id() -> str:
+    return uuid.uuid4().hex
+
+
+def table_named(name: str) -> Table:
+    for table in TABLES:
+        if table.name == name:
+            return table
+    raise KeyError(f"no table named {name!r}")

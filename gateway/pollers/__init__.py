@@ -1,1 +1,0 @@
-"""Pollers fetch data themselves (agentless): scrape targets, probes."""

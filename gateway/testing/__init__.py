@@ -1,0 +1,1 @@
+"""Test hooks, never imported unless a test asks: `TELEMETRY_GATEWAY_FAULTS=1` (see `faults`)."""

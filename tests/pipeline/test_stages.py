@@ -1,0 +1,149 @@
+"""The stages in process: finalize, the processing chain, the router, per-tenant state, accounting."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+
+from telemetry_gateway.adapters.attributes import AttributeSets
+from telemetry_gateway.adapters.base import AcceptWindow, AdaptContext, Outcome
+from telemetry_gateway.adapters.log_metrics import LogMetricRule
+from telemetry_gateway.adapters.normalize import ServiceCatalog
+from telemetry_gateway.adapters.points import PointRows
+from telemetry_gateway.gateway import accounting, stages
+from telemetry_gateway.gateway.batch import Batch, Caller, Provenance
+from telemetry_gateway.gateway.finalize import Finalizer
+from telemetry_gateway.gateway.router import RegionRouter
+from telemetry_gateway.schema import INGEST_LOG, LOGS, POINTS, arrow_schema
+
+NS = 1_000_000_000
+NOW = 1_800_000_000 * NS
+FINALIZER = Finalizer(AcceptWindow(max_age_ns=3600 * NS, max_future_ns=60 * NS))
+
+
+def provenance(tenant: str = "default") -> Provenance:
+    return Provenance("otlp_metrics", "otlp", "test", Caller("http", "10.0.0.1"), "a" * 32, NOW, tenant)
+
+
+def points(sets: AttributeSets, rows: list[dict]) -> PointRows:
+    builder = PointRows(sets)
+    for row in rows:
+        builder.add(name=row.get("name", "m"), kind=row.get("kind", "gauge"), time_ns=row.get("time", NOW - NS),
+                    value=row.get("value", 1.0), attributes=row.get("attributes", {"k": "v"}),
+                    resource={"service.name": "svc"}, unit=row.get("unit", ""),
+                    temporality=row.get("temporality", "unspecified"), monotonic=row.get("monotonic", False))
+    return builder
+
+
+def test_finalize_refuses_by_window_with_codes_and_flags_shared_and_own():
+    sets = AttributeSets()
+    draft = points(sets, [{"value": 1.0}, {"value": math.inf}, {"time": 0}, {"time": NOW - 7200 * NS},
+                          {"time": NOW + 120 * NS}]).finish()
+    draft.flags["cardinality_overflow"] = np.array([True, False, False, False, False])
+    outcome = Outcome()
+    table = FINALIZER.finish(draft, provenance(), outcome)
+    assert outcome.by_code() == {"time_missing": 1, "too_old": 1, "too_far_ahead": 1}
+    assert table.column("quality_flags").to_pylist() == [["cardinality_overflow"], ["non_finite"]]
+    assert table.schema.equals(arrow_schema(POINTS))
+    assert set(table.column("batch_id").to_pylist()) == {"a" * 32}
+    assert table.column("region").to_pylist() == ["", ""]  # the router decides
+
+
+def test_finalize_fills_what_a_kind_does_not_use_with_the_schema_default():
+    rows = PointRows(AttributeSets())
+    rows.add(name="h", kind="histogram", time_ns=NOW - NS, attributes={}, resource={}, count=2, sum_=3.0,
+             bounds=[1.0], bucket_counts=[1, 1])
+    table = FINALIZER.finish(rows.finish(), provenance(), Outcome())
+    assert math.isnan(table.column("value")[0].as_py())  # `fill` of the value column, not 0
+    assert table.column("exp_positive_counts").to_pylist() == [[]]
+
+
+def test_series_ids_and_attribute_state_are_per_tenant():
+    a, b = AttributeSets(), AttributeSets()
+    ta = FINALIZER.finish(points(a, [{}]).finish(), provenance("a"), Outcome())
+    tb = FINALIZER.finish(points(b, [{}]).finish(), provenance("b"), Outcome())
+    assert ta.column("series_id")[0] != tb.column("series_id")[0]
+    points(a, [{"attributes": {"only": "a"}}]).finish()
+    assert ("labels", (("only", "a"),)) not in b.ids and len(a.ids) > len(b.ids)
+
+
+def work_of(table: pa.Table, table_kind=POINTS) -> stages.Work:
+    work = stages.Work(provenance(), AdaptContext(NOW), Outcome())
+    work.batches.append(Batch(table_kind, table, work.provenance))
+    return work
+
+
+def test_cumulative_to_delta_counts_the_baselines_it_drops():
+    sets = AttributeSets()
+    stage = stages.CumulativeToDelta(["requests_total"])
+    first = work_of(FINALIZER.finish(points(sets, [{"name": "requests_total", "kind": "sum", "value": 10.0,
+                                                   "temporality": "cumulative", "monotonic": True}]).finish(),
+                                     provenance(), Outcome()))
+    stage.process(first)
+    assert first.dropped == {"cumulative_to_delta": 1} and first.batches[0].rows.num_rows == 0
+    second = work_of(FINALIZER.finish(points(sets, [{"name": "requests_total", "kind": "sum", "value": 15.0, "time": NOW,
+                                                    "temporality": "cumulative", "monotonic": True}]).finish(),
+                                      provenance(), Outcome()))
+    stage.process(second)
+    assert second.dropped["cumulative_to_delta"] == 0
+    assert second.batches[0].rows.column("value").to_pylist() == [5.0]
+    assert second.batches[0].rows.column("temporality").to_pylist() == ["delta"]
+
+
+def test_the_chain_derives_log_metrics_and_normalizes_them_like_any_points(tmp_path):
+    sets = AttributeSets()
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text("services:\n  web: {team: edge}\n")
+    rule = LogMetricRule.build("log.records", preset="severity_by_service")
+    chain = stages.Chain([stages.LogToMetric(FINALIZER, sets, [rule], 10), stages.Units(),
+                          stages.CumulativeToDelta([]), stages.Catalog(ServiceCatalog(catalog))])
+    logs = pa.Table.from_pylist([{"time": NOW - NS, "body": "x", "service_name": "web", "severity_text": "info",
+                                  "resource_attributes": [("service.name", "web")]}] * 3, schema=arrow_schema(LOGS))
+    work = work_of(logs, LOGS)
+    chain.run(work)
+    derived = work.of(POINTS)
+    assert work.derived == {("log_to_metric", "metric_points"): 1}
+    assert derived[0].rows.column("value").to_pylist() == [3.0]
+    assert derived[0].provenance.batch_id != work.provenance.batch_id  # its own batch, for the spool
+    assert dict(derived[0].rows.column("resource_attributes")[0].as_py())["service.owner.team"] == "edge"
+    assert dict(work.batches[0].rows.column("resource_attributes")[0].as_py())["service.owner.team"] == "edge"
+
+
+def test_red_series_counts_spans_as_accepted_and_refuses_with_codes():
+    from telemetry_gateway.adapters.apm.red import SpanFact
+
+    facts = [SpanFact("svc", "/a", "2xx", False, NOW - 2 * NS, NOW - NS, "01" * 16),
+             SpanFact("svc", "/a", "2xx", False, NOW - 2 * NS, 0, "02" * 16)]
+    work = stages.Work(provenance(), AdaptContext(NOW, FINALIZER.window), Outcome(), spans=facts)
+    stages.RedSeries(FINALIZER, AttributeSets(), 100, 10).process(work)
+    assert work.accepted == 1 and work.outcome.by_code() == {"invalid_span": 1}
+    assert work.derived == {("red_series", "metric_points"): 3}
+
+
+def test_the_router_sets_region_on_the_batch_and_its_rows():
+    router = RegionRouter(["eu", "us"])
+    table = FINALIZER.finish(points(AttributeSets(), [{}]).finish(), provenance(), Outcome())
+    batch = router.route(Batch(POINTS, table, provenance()))
+    assert batch.region == "eu" and batch.rows.column("region").to_pylist() == ["eu"]
+    assert RegionRouter(["us", "default"]).default_region == "default"
+    assert router.tenant_of(Caller("grpc", "10.0.0.1")) == "default"
+
+
+def test_the_ingest_log_row_counts_what_a_request_became():
+    work = work_of(FINALIZER.finish(points(AttributeSets(), [{}, {}]).finish(), provenance(), Outcome()))
+    work.accepted = 2
+    work.outcome.reject("time_missing", "time_unix_nano is 0", 1)
+    work.outcome.warn("non_finite", 1)
+    work.dropped["cumulative_to_delta"] = 1
+    work.derived[("red_series", "metric_points")] = 3
+    account = accounting.RequestAccount.of(work)
+    batch = accounting.log_batch(work, account)
+    row = batch.rows.to_pylist()[0]
+    assert batch.table is INGEST_LOG and batch.batch_id != work.provenance.batch_id
+    assert (row["format"], row["transport"], row["peer"], row["batch_id"]) == ("otlp_metrics", "http", "10.0.0.1", "a" * 32)
+    assert (row["items"], row["accepted"]) == (3, 2)
+    assert dict(row["rejected"]) == {"time_missing": 1} and dict(row["flagged"]) == {"non_finite": 1}
+    assert dict(row["dropped"]) == {"cumulative_to_delta": 1}
+    assert dict(row["derived"]) == {"red_series:metric_points": 3} and dict(row["stored_rows"]) == {"metric_points": 2}

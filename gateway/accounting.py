@@ -8,22 +8,22 @@ as a whole (throttled, malformed) counts only as rejected:
 * dropped: rows a processing stage removed, by stage;
 * derived: rows a stage made, by stage and table.
 
-Each request also leaves one `ingest_log` row, kept with its data in the
-same sink call, so completeness checks can read what arrived and what was
-refused beside the rows themselves.
+Each request also leaves one `ingest_log` row, kept in the same sink call as
+its data (the spool acknowledges both or neither), so completeness checks can
+read what arrived and what was refused beside the rows themselves. The row is
+a record batch (`Batch.records`): spooled as JSON, turned into Arrow once per
+insert for every row of the group.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-import pyarrow as pa
-
-from telemetry_gateway.gateway.batch import Batch
+from telemetry_gateway.gateway.batch import Batch, new_batch_id
 from telemetry_gateway.gateway.self_metrics import SelfMetrics
 from telemetry_gateway.gateway.stages import Work
-from telemetry_gateway.schema import INGEST_LOG, arrow_schema
+from telemetry_gateway.schema import INGEST_LOG
 
 
 @dataclass
@@ -43,29 +43,32 @@ class RequestAccount:
                    Counter(work.dropped), Counter(work.derived))
 
 
-def log_batch(work: Work, account: RequestAccount) -> Batch:
-    """The request's `ingest_log` row, routed like its data (its region is the first batch's)."""
+def log_row(work: Work, account: RequestAccount, region: str) -> dict:
+    """The request's `ingest_log` row, once its batches are routed."""
     p = work.provenance
     stored: Counter = Counter()
     for batch in work.batches:
         stored[batch.table.name] += batch.rows.num_rows
-    row = {
-        "received_time": p.received_ns, "tenant": p.tenant, "region": p.region, "format": p.format,
+    return {
+        "received_time": p.received_ns, "tenant": p.tenant, "region": region, "format": p.format,
         "source_kind": p.source_kind, "source_id": p.source_id, "transport": p.caller.transport,
         "peer": p.caller.peer, "caller_subject": p.caller.subject, "agent_id": p.agent_id, "sequence": p.sequence,
         "batch_id": p.batch_id, "items": account.accepted + sum(account.rejected.values()),
-        "accepted": account.accepted, "rejected": _pairs(account.rejected), "flagged": _pairs(account.flagged),
-        "dropped": _pairs(account.dropped),
-        "derived": _pairs(Counter({f"{stage}:{table}": n for (stage, table), n in account.derived.items()})),
-        "stored_rows": _pairs(stored),
+        "accepted": account.accepted, "rejected": _counts(account.rejected), "flagged": _counts(account.flagged),
+        "dropped": _counts(account.dropped),
+        "derived": {f"{stage}:{table}": n for (stage, table), n in account.derived.items() if n},
+        "stored_rows": _counts(stored),
     }
-    schema = arrow_schema(INGEST_LOG)
-    table = pa.Table.from_pylist([row], schema=schema)
-    return Batch(INGEST_LOG, table, p.derived())  # its own batch id: the spool tracks batches by id
 
 
-def _pairs(counts: Counter) -> list[tuple[str, int]]:
-    return sorted((k, int(v)) for k, v in counts.items() if v)
+def _counts(counts: Counter) -> dict[str, int]:
+    return {k: int(v) for k, v in sorted(counts.items()) if v}
+
+
+def log_batch(work: Work, account: RequestAccount, region: str) -> Batch:
+    """The request's row as a record batch of its own id (the spool tracks batches by id)."""
+    provenance = replace(work.provenance, batch_id=new_batch_id(), region=region)
+    return Batch(INGEST_LOG, None, provenance, records=[log_row(work, account, region)])
 
 
 def count(metrics: SelfMetrics, account: RequestAccount) -> None:

@@ -54,8 +54,8 @@ class DeadLetters:
     def put(self, batch: Batch, reason: str) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         batch_id = self._check(batch.batch_id)
-        _write_durably(self.path / f"{batch_id}.arrow", to_ipc(batch.rows))
-        meta = {"batch_id": batch_id, "region": batch.region, "table": batch.table.name, "rows": batch.rows.num_rows,
+        _write_durably(self.path / f"{batch_id}.arrow", to_ipc(batch.arrow()))
+        meta = {"batch_id": batch_id, "region": batch.region, "table": batch.table.name, "rows": batch.num_rows,
                 "reason": reason, "time_ns": time.time_ns(), "provenance": batch.provenance.to_meta()}
         _write_durably(self.path / f"{batch_id}.json", json.dumps(meta).encode())
 

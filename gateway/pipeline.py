@@ -150,9 +150,9 @@ class IngestPipeline:
             work.batches.append(Batch(fmt.table, rows, provenance))
             work.accepted = rows.num_rows
         state.chain.run(work)
+        work.batches = [_conformed(self.router.route(b)) for b in work.batches]
         account = accounting.RequestAccount.of(work)
-        work.batches.append(accounting.log_batch(work, account))
-        work.batches = [self.router.route(_conformed(b)) for b in work.batches]
+        work.batches.append(accounting.log_batch(work, account, self.router.region_for(provenance)))
         return work, account
 
     def _decode(self, fmt: Format, payload, tenant: str):
@@ -205,6 +205,7 @@ def _writer_settings(config: GatewayConfig) -> WriterSettings:
     return WriterSettings(
         config.store.batch.max_rows, config.store.batch.max_delay, config.limits.max_pending_rows,
         config.limits.retry_after, RetryPolicy(r.initial, r.max, r.multiplier, r.jitter, r.max_attempts),
+        config.store.batch.ingest_log_max_delay,
     )
 
 

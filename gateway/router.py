@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import pyarrow as pa
 
-from telemetry_gateway.gateway.batch import Batch, Caller
+from telemetry_gateway.gateway.batch import Batch, Caller, Provenance
 from telemetry_gateway.schema import arrow_schema
 
 DEFAULT_TENANT = "default"
@@ -30,10 +30,16 @@ class RegionRouter:
     def tenant_of(self, caller: Caller) -> str:
         return DEFAULT_TENANT
 
+    def region_for(self, provenance: Provenance) -> str:
+        return self.default_region
+
     def route(self, batch: Batch) -> Batch:
-        region = self.default_region
+        region = self.region_for(batch.provenance)
         batch.provenance = replace(batch.provenance, region=region)
-        index = arrow_schema(batch.table).get_field_index("region")
-        batch.rows = batch.rows.set_column(index, "region", pa.repeat(pa.scalar(region, pa.string()), batch.rows.num_rows))
+        schema = arrow_schema(batch.table)
+        index = schema.get_field_index("region")
+        # The schema's own field (not a new nullable one), so the rows keep the table's exact schema.
+        column = pa.repeat(pa.scalar(region, pa.string()), batch.rows.num_rows)
+        batch.rows = batch.rows.set_column(index, schema.field(index), column)
         return batch
 

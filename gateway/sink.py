@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
@@ -25,7 +26,7 @@ from telemetry_gateway.gateway.self_metrics import SelfMetrics
 from telemetry_gateway.gateway.spool.spool import Recovery, Spool
 from telemetry_gateway.gateway.store.regions import RegionStores
 from telemetry_gateway.gateway.store.writer import TableWriter, WriterSettings
-from telemetry_gateway.schema import TABLES
+from telemetry_gateway.schema import INGEST_LOG, TABLES, Table
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,8 @@ class SpoolStoreSink:
             executor = ThreadPoolExecutor(1, thread_name_prefix=f"store-{store.region}")
             self._executors.append(executor)
             for table in TABLES:
-                writer = TableWriter(store, table, executor, self.metrics, self.settings, self.spool, self.dead_letters)
+                writer = TableWriter(store, table, executor, self.metrics, _settings_for(table, self.settings),
+                                     self.spool, self.dead_letters)
                 writer.start()
                 self.writers[(store.region, table.name)] = writer
         if recovery is not None:
@@ -108,7 +110,7 @@ class SpoolStoreSink:
         return sum(w.queued_bytes for w in self.writers.values())
 
     async def keep(self, batches: list[Batch]) -> None:
-        batches = [b for b in batches if b.rows.num_rows]
+        batches = [b for b in batches if b.num_rows]
         if not batches:
             return
         if self.spool is not None:
@@ -146,3 +148,9 @@ class SpoolStoreSink:
             await self.spool.close()
         for executor in self._executors:
             executor.shutdown(wait=True)
+
+
+def _settings_for(table: Table, settings: WriterSettings) -> WriterSettings:
+    if table is not INGEST_LOG:
+        return settings
+    return replace(settings, max_delay_s=settings.log_max_delay_s)

@@ -27,7 +27,8 @@ from aiohttp import web
 
 from telemetry_gateway.adapters.prometheus.prompb import Label, WriteRequest
 from loadtest.run import Sampler, count
-from tests.gateway_process import GatewayProcess, free_port
+from loadtest import AS_SHIPPED
+from tests.gateway_process import GatewayProcess, deep_merge, free_port
 
 
 def write_requests(requests: int, samples_per_request: int, series: int) -> list[bytes]:
@@ -64,7 +65,7 @@ def remote_write(args) -> None:
     bodies = write_requests(args.requests, 2000, args.rw_series)
     samples = len(bodies) * 2000
     with tempfile.TemporaryDirectory() as tmp:
-        gateway = GatewayProcess(Path(tmp), {"log_level": "warning"}).start()
+        gateway = GatewayProcess(Path(tmp), AS_SHIPPED).start()
         sampler = Sampler(gateway.proc.pid)
         try:
             cpu0, started = sampler.cpu(), time.perf_counter()
@@ -110,7 +111,7 @@ def scraping(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = {"log_level": "warning", "pollers": {"scrape": {
             "interval": f"{args.interval}s", "timeout": f"{args.interval * 0.9}s", "targets": targets}}}
-        gateway = GatewayProcess(Path(tmp), config).start()
+        gateway = GatewayProcess(Path(tmp), deep_merge(AS_SHIPPED, config)).start()
         sampler = Sampler(gateway.proc.pid)
         try:
             time.sleep(args.interval * 2)  # let every target's loop start

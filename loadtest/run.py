@@ -34,7 +34,8 @@ from telemetry_gateway.gateway.finalize import Finalizer
 from telemetry_gateway.schema import POINTS
 from loadtest.otlp_load import LOGS_METHOD, grpc_load, http_load
 from loadtest.payloads import logs_requests, metrics_requests
-from tests.gateway_process import GatewayProcess
+from loadtest import AS_SHIPPED
+from tests.gateway_process import GatewayProcess, deep_merge
 
 
 class Sampler:
@@ -110,7 +111,6 @@ def store_ceiling(payloads: list[bytes], batch_rows: int) -> tuple[float, float]
     with tempfile.TemporaryDirectory() as tmp:
         store = EmbeddedStore("default", "ceiling", Path(tmp))
         store.open()
-        from telemetry_gateway.schema import POINTS
 
         cpu0, t0 = time.process_time(), time.perf_counter()
         for i, batch in enumerate(batches):
@@ -140,7 +140,7 @@ def main() -> None:
     per_request = args.points // 10 * 10
 
     with tempfile.TemporaryDirectory() as tmp:
-        gateway = GatewayProcess(Path(tmp), {"log_level": "warning", **json.loads(args.override)}).start()
+        gateway = GatewayProcess(Path(tmp), deep_merge(AS_SHIPPED, json.loads(args.override))).start()
         sampler = Sampler(gateway.proc.pid)
         try:
             asyncio.run(grpc_load(gateway.grpc_endpoint, warmup, 4))

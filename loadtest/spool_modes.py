@@ -29,7 +29,8 @@ from telemetry_gateway.gateway.spool.spool import Spool
 from loadtest.otlp_load import grpc_load
 from loadtest.payloads import metrics_requests
 from loadtest.run import Sampler
-from tests.gateway_process import GatewayProcess
+from loadtest import AS_SHIPPED
+from tests.gateway_process import GatewayProcess, deep_merge
 
 MODES = {
     "spool off (ack after insert)": {"spool": {"enabled": False}, "store": {"batch": {"max_delay": "200ms"}}},
@@ -47,7 +48,7 @@ def end_to_end(payloads: list[bytes], per_request: int, concurrency: int) -> Non
     expected = per_request * len(payloads)
     for label, overrides in MODES.items():
         with tempfile.TemporaryDirectory() as tmp:
-            gateway = GatewayProcess(Path(tmp), {"log_level": "warning", **overrides}).start()
+            gateway = GatewayProcess(Path(tmp), deep_merge(AS_SHIPPED, overrides)).start()
             sampler = Sampler(gateway.proc.pid)
             try:
                 cpu0, started = sampler.cpu(), time.perf_counter()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -11,10 +9,21 @@ import pyarrow.compute as pc
 from telemetry_gateway.schema.model import Table
 
 
-@cache
 def arrow_schema(table: Table) -> pa.Schema:
     """Schema of the columns a writer supplies, in table order."""
-    return pa.schema([pa.field(c.name, c.type.arrow, nullable=c.type.clickhouse.startswith("Nullable")) for c in table.sent_columns()])
+    # By name: a Table is a frozen dataclass, and hashing one hashes every column (measured on the hot path).
+    return _schema_of(table.name, table)
+
+
+_SCHEMAS: dict[str, pa.Schema] = {}
+
+
+def _schema_of(name: str, table: Table) -> pa.Schema:
+    schema = _SCHEMAS.get(name)
+    if schema is None:
+        schema = _SCHEMAS[name] = pa.schema([pa.field(c.name, c.type.arrow, nullable=c.type.clickhouse.startswith("Nullable"))
+                                             for c in table.sent_columns()])
+    return schema
 
 
 def conform(table: Table, rows: pa.Table) -> pa.Table:

@@ -44,7 +44,7 @@ class GatewayProcess:
                 "grpc": {"endpoint": f"127.0.0.1:{self.grpc_port}"},
                 "http": {"endpoint": f"127.0.0.1:{self.http_port}"},
             }},
-            "store": {"path": str(workdir / "data"), "batch": {"max_delay": "50ms"}},
+            "store": {"path": str(workdir / "data"), "batch": {"max_delay": "50ms", "ingest_log_max_delay": "50ms"}},
             "admin": {"endpoint": f"127.0.0.1:{self.admin_port}"},
         }
         self.config = deep_merge(config, overrides or {})

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from cryptography import x509
+
 from telemetry_gateway.gateway.batch import Caller
 
 
 def grpc_caller(context) -> Caller:
     """From a grpc.aio ServicerContext: 'ipv4:127.0.0.1:5555' -> '127.0.0.1'."""
-    subject = ""
-    try:
-        auth = context.auth_context() or {}
-        names = auth.get("x509_subject_name") or []
-        subject = names[0].decode("utf-8", "replace") if names else ""
-    except (AttributeError, ValueError):  # no auth context on insecure channels in some grpc versions
-        subject = ""
+    pem = (context.auth_context() or {}).get("x509_pem_cert") or []
+    subject = _subject(x509.load_pem_x509_certificate(pem[0])) if pem else ""
     return Caller("grpc", peer_host(context.peer()), certificate_subject=subject)
+
+
+def _subject(certificate: x509.Certificate) -> str:
+    """RFC 4514, as TLS terminators and ClickHouse show it: 'CN=agent-7,O=acme'."""
+    return certificate.subject.rfc4514_string()
 
 
 def peer_host(peer: str) -> str:
@@ -26,11 +28,10 @@ def peer_host(peer: str) -> str:
 
 def http_caller(request) -> Caller:
     """From an aiohttp request; the subject comes from the TLS client certificate, when one was presented."""
-    subject = ""
     transport = request.transport
-    cert = transport.get_extra_info("peercert") if transport is not None else None
-    if cert:
-        subject = ",".join(f"{k}={v}" for rdn in reversed(cert.get("subject", ())) for k, v in rdn)
+    tls = transport.get_extra_info("ssl_object") if transport is not None else None
+    der = tls.getpeercert(binary_form=True) if tls is not None else None
+    subject = _subject(x509.load_der_x509_certificate(der)) if der else ""
     return Caller("http", request.remote or "unknown", certificate_subject=subject)
 
 

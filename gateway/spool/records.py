@@ -10,7 +10,7 @@ A record on disk:
     8       4     payload length P (little-endian)
     12      4     CRC-32 of bytes 4..11, the meta and the payload
     16      M     meta: UTF-8 JSON object
-    16+M    P     payload: Arrow IPC stream (DATA only)
+    16+M    P     payload: Arrow IPC stream, or JSON rows (DATA only)
 
 Reading stops being trusting at the first record whose frame runs past the
 end of the file or whose checksum fails. Such bytes are reported, and the

@@ -29,12 +29,15 @@ Rules
 
 Layout: `<spool.path>/segment-000000000001.spool`, ... Each DATA payload is one
 accepted request's rows for one (region, table), as an Arrow IPC stream
-(LZ4-compressed buffers).
+(LZ4-compressed buffers), or, for record batches (meta `"encoding": "json"`,
+a request's `ingest_log` row), a JSON array of rows. The meta holds the
+batch's provenance; records of older releases without it still replay.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import queue
@@ -153,7 +156,7 @@ class Spool:
         for number, record in records:
             meta = record.meta
             if record.kind == DATA:
-                batch = _batch_of(meta, from_ipc(record.payload))
+                batch = _batch_of(meta, record.payload)
                 batches[batch.batch_id] = (number, batch)
             elif record.kind == INTENT:
                 intents[meta["token"]] = (number, Intent(meta["token"], meta["region"], meta["table"], meta["batch_ids"]))
@@ -177,7 +180,7 @@ class Spool:
                 recovery.batches.append(batch)
 
     def _track_batch(self, number: int, batch: Batch) -> None:
-        size = batch.size or batch.rows.nbytes
+        size = batch.size or batch.nbytes
         self._segments[number].data.add(batch.batch_id)
         self._batch_segment[batch.batch_id] = number
         self._batch_size[batch.batch_id] = size
@@ -332,9 +335,14 @@ class Spool:
 
     def _encode(self, op: str, item) -> bytes:
         if op == "data":
-            payload = to_ipc(item.rows)
-            meta = {"batch_id": item.batch_id, "region": item.region, "table": item.table.name,
-                    "rows": item.rows.num_rows, "size": len(payload), "provenance": item.provenance.to_meta()}
+            meta = {"batch_id": item.batch_id, "region": item.region, "table": item.table.name, "rows": item.num_rows,
+                    "provenance": item.provenance.to_meta()}
+            if item.records is not None:
+                payload = json.dumps(item.records, separators=(",", ":")).encode()
+                meta["encoding"] = "json"
+            else:
+                payload = to_ipc(item.rows)
+            meta["size"] = len(payload)
             return encode(Record(DATA, meta, payload))
         return encode(item)
 
@@ -396,6 +404,9 @@ def _settle(future: asyncio.Future, outcome, written) -> None:
         future.set_result(None)
 
 
-def _batch_of(meta: dict, rows: pa.Table) -> Batch:
+def _batch_of(meta: dict, payload: bytes) -> Batch:
     provenance = Provenance.from_meta(meta, meta["region"], meta["batch_id"])
-    return Batch(table_named(meta["table"]), rows, provenance, meta.get("size", 0))
+    table = table_named(meta["table"])
+    if meta.get("encoding") == "json":
+        return Batch(table, None, provenance, meta.get("size", 0), records=json.loads(payload))
+    return Batch(table, from_ipc(payload), provenance, meta.get("size", 0))

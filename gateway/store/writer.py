@@ -38,7 +38,7 @@ import pyarrow as pa
 from telemetry_gateway.gateway.deadletter import DeadLetters
 from telemetry_gateway.gateway.errors import GatewayError, StoreRejected, StoreUnavailable, Throttled
 from telemetry_gateway.gateway.retry import RetryPolicy
-from telemetry_gateway.gateway.batch import Batch
+from telemetry_gateway.gateway.batch import Batch, arrow_of
 from telemetry_gateway.gateway.spool.spool import Intent, Spool
 from telemetry_gateway.gateway.store.base import RegionStore
 from telemetry_gateway.gateway.self_metrics import SelfMetrics
@@ -74,7 +74,7 @@ class _Group:
 
     @property
     def rows(self) -> int:
-        return sum(q.batch.rows.num_rows for q in self.items)
+        return sum(q.batch.num_rows for q in self.items)
 
 
 @dataclass
@@ -84,6 +84,7 @@ class WriterSettings:
     max_pending_rows: int
     retry_after_s: float
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    log_max_delay_s: float = 10.0  # for ingest_log (store.batch.ingest_log_max_delay)
 
 
 class TableWriter:
@@ -106,6 +107,7 @@ class TableWriter:
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._failing: str | None = None  # why the last insert failed, until one succeeds
+        self._gathering = False
         self._failing_since = 0.0
 
     @property
@@ -145,27 +147,28 @@ class TableWriter:
     def submit(self, batch: Batch, done: asyncio.Future | None = None) -> None:
         """Queue a batch (durable in the spool, or with `done` to resolve when stored)."""
         self._queue.append(_Queued(batch, time.monotonic(), done))
-        self._queued_rows += batch.rows.num_rows
-        self.queued_bytes += batch.rows.nbytes
+        self._queued_rows += batch.num_rows
+        self.queued_bytes += batch.nbytes
         self._report_depth()
-        self._wake.set()
+        # While gathering, only a full batch needs the loop: waking it per batch cost a task each.
+        if not self._gathering or self._queued_rows >= self._settings.max_rows:
+            self._wake.set()
 
     def replay(self, intent: Intent, batches: list[Batch]) -> None:
         """Redo a group announced before a crash: same batches, same token."""
         items = [_Queued(b, time.monotonic()) for b in batches]
         self._replays.append(_Group(items, intent.token, announced=True))
-        self._queued_rows += sum(b.rows.num_rows for b in batches)
-        self.queued_bytes += sum(b.rows.nbytes for b in batches)
+        self._queued_rows += sum(b.num_rows for b in batches)
+        self.queued_bytes += sum(b.nbytes for b in batches)
         self._wake.set()
 
     async def write(self, batch: Batch) -> None:
         """Without a spool: wait until the rows are stored."""
-        rows = batch.rows
-        if rows.num_rows == 0:
+        if batch.num_rows == 0:
             return
         if self._closing:
             raise Throttled("the gateway is shutting down", self._settings.retry_after_s)
-        if self.pending_rows + rows.num_rows > self._settings.max_pending_rows:
+        if self.pending_rows + batch.num_rows > self._settings.max_pending_rows:
             raise Throttled(
                 f"{self.pending_rows} rows are waiting for the {self.store.region} store; retry later",
                 self._settings.retry_after_s,
@@ -208,22 +211,26 @@ class TableWriter:
     async def _gather(self) -> None:
         """Wait until a full batch is queued or the oldest rows have waited max_delay."""
         deadline = self._queue[0].since + self._settings.max_delay_s
-        while self._queued_rows < self._settings.max_rows and not self._closing:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), remaining)
-            except asyncio.TimeoutError:
-                return
+        self._gathering = True
+        try:
+            while self._queued_rows < self._settings.max_rows and not self._closing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), remaining)
+                except asyncio.TimeoutError:
+                    return
+        finally:
+            self._gathering = False
 
     def _take(self) -> _Group:
         taken, size = [], 0
-        while self._queue and (not taken or size + self._queue[0].batch.rows.num_rows <= self._settings.max_rows):
+        while self._queue and (not taken or size + self._queue[0].batch.num_rows <= self._settings.max_rows):
             item = self._queue.pop(0)
             taken.append(item)
-            size += item.batch.rows.num_rows
+            size += item.batch.num_rows
         return _Group(taken)
 
     async def _store_group(self, group: _Group) -> None:
@@ -272,7 +279,11 @@ class TableWriter:
 
     def _rows(self, group: _Group) -> pa.Table:
         try:
-            return pa.concat_tables([conform(self.table, q.batch.rows) for q in group.items])
+            tables = [conform(self.table, q.batch.rows) for q in group.items if q.batch.records is None]
+            with_records = [q.batch for q in group.items if q.batch.records is not None]
+            if with_records:
+                tables.append(arrow_of(self.table, with_records))
+            return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         except Exception as exc:  # noqa: BLE001 - whatever the data does, it is this group's fault
             raise StoreRejected(f"batch rows do not fit table {self.table.name}: {type(exc).__name__}: {exc}") from exc
 
@@ -311,7 +322,7 @@ class TableWriter:
         if len(group.items) == 1:
             batch = group.items[0].batch
             await asyncio.to_thread(self._dead_letters.put, batch, str(exc))
-            self._telemetry.dead_lettered(self.store.region, self.table.name, batch.rows.num_rows)
+            self._telemetry.dead_lettered(self.store.region, self.table.name, batch.num_rows)
             log.error("batch %s refused by the %s store, moved to the dead-letter area: %s",
                       batch.batch_id, self.store.region, str(exc).splitlines()[0])
             await self._spool.append_done(group.token, "dead_letter")
@@ -349,7 +360,7 @@ class TableWriter:
 
 
 def _nbytes(group: _Group) -> int:
-    return sum(q.batch.rows.nbytes for q in group.items)
+    return sum(q.batch.nbytes for q in group.items)
 
 
 def _as_gateway_error(exc: Exception) -> GatewayError:

@@ -145,7 +145,7 @@ SOURCES = st.one_of(
 class Harness:
     def __init__(self, path) -> None:
         config = GatewayConfig.model_validate({
-            "store": {"path": str(path), "batch": {"max_delay": "20ms"},
+            "store": {"path": str(path), "batch": {"max_delay": "20ms", "ingest_log_max_delay": "20ms"},
                       "regions": {"default": {"database": f"prop_{uuid.uuid4().hex[:10]}"}}},
             "spool": {"path": str(path / f"spool-{uuid.uuid4().hex[:6]}")},
             "log_metrics": [{"name": "log.records", "preset": "severity_by_service"}],

@@ -139,11 +139,28 @@ def test_the_ingest_log_row_counts_what_a_request_became():
     work.dropped["cumulative_to_delta"] = 1
     work.derived[("red_series", "metric_points")] = 3
     account = accounting.RequestAccount.of(work)
-    batch = accounting.log_batch(work, account)
-    row = batch.rows.to_pylist()[0]
-    assert batch.table is INGEST_LOG and batch.batch_id != work.provenance.batch_id
+    batch = accounting.log_batch(work, account, "eu")
+    row = batch.arrow().to_pylist()[0]
+    assert batch.table is INGEST_LOG and batch.batch_id != work.provenance.batch_id and batch.region == "eu"
     assert (row["format"], row["transport"], row["peer"], row["batch_id"]) == ("otlp_metrics", "http", "10.0.0.1", "a" * 32)
-    assert (row["items"], row["accepted"]) == (3, 2)
+    assert (row["items"], row["accepted"], row["region"]) == (3, 2, "eu")
     assert dict(row["rejected"]) == {"time_missing": 1} and dict(row["flagged"]) == {"non_finite": 1}
     assert dict(row["dropped"]) == {"cumulative_to_delta": 1}
     assert dict(row["derived"]) == {"red_series:metric_points": 3} and dict(row["stored_rows"]) == {"metric_points": 2}
+    assert batch.arrow().schema.equals(arrow_schema(INGEST_LOG))
+
+
+def test_routed_rows_keep_the_table_schema_exactly():
+    """Writers concatenate batches and skip re-conforming ones already in shape: the router must not
+    loosen the schema (a plain set_column makes `region` nullable)."""
+    table = FINALIZER.finish(points(AttributeSets(), [{}]).finish(), provenance(), Outcome())
+    routed = RegionRouter(["eu"]).route(Batch(POINTS, table, provenance()))
+    assert routed.rows.schema.equals(arrow_schema(POINTS))
+
+
+def test_provenance_survives_the_spool_meta_and_old_records_still_load():
+    p = Provenance("remote_write", "remote_write", "remote_write:10.0.0.2", Caller("http", "10.0.0.2", "CN=a", ""),
+                   "c" * 32, NOW, "acme", "eu", "agent-1", 7)
+    assert Provenance.from_meta({"provenance": p.to_meta()}, "eu", "c" * 32) == p
+    old = Provenance.from_meta({"batch_id": "d" * 32, "region": "us", "table": "metric_points"}, "us", "d" * 32)
+    assert (old.batch_id, old.region, old.tenant, old.caller.transport) == ("d" * 32, "us", "default", "spool")

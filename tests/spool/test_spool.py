@@ -78,6 +78,23 @@ def test_unfinished_batches_are_replayed_in_order(tmp_path):
     assert recovery.intents == []
 
 
+def test_record_batches_are_spooled_as_json_and_replay_with_their_provenance(tmp_path):
+    from telemetry_gateway.gateway.batch import Caller, Provenance
+    from telemetry_gateway.schema import INGEST_LOG
+
+    provenance = Provenance("otlp_logs", "otlp", "otlp-grpc:10.0.0.3", Caller("grpc", "10.0.0.3"), "bb01", 5, "acme", "eu")
+    logged = Batch(INGEST_LOG, None, provenance, records=[{"format": "otlp_logs", "accepted": 3, "rejected": {"too_old": 1}}])
+    spool, _ = reopen(tmp_path)
+    asyncio.run(fill(spool, [batch("aa01", 1.0), logged]))
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("segment-*.spool"))
+    assert b'[{"format":"otlp_logs","accepted":3,"rejected":{"too_old":1}}]' in raw
+    _, recovery = reopen(tmp_path)
+    replayed = {b.batch_id: b for b in recovery.batches}
+    assert replayed["bb01"].records == logged.records and replayed["bb01"].provenance == provenance
+    assert replayed["bb01"].arrow().column("rejected").to_pylist() == [[("too_old", 1)]]
+    assert replayed["aa01"].provenance.caller.transport == "local"
+
+
 def test_an_intent_without_done_is_redone_with_its_token_and_members(tmp_path):
     spool, _ = reopen(tmp_path)
     intent = Intent("cafe0001", "default", "metric_points", ["aa01", "aa02"])

@@ -118,10 +118,25 @@ def _provenance_columns(p: Provenance, n: int) -> dict[str, pa.Array]:
     }
 
 
+_DEFAULTS: dict[tuple[str, str, int], pa.Array] = {}
+
+
+def _default(table: Table, field: pa.Field, n: int) -> pa.Array:
+    """A kind's unused columns, shared between requests of the same size (Arrow arrays are immutable):
+    a gauge leaves sixteen columns at their default, and building them cost 0.6 ms per request."""
+    key = (table.name, field.name, n)
+    array = _DEFAULTS.get(key)
+    if array is None:
+        if len(_DEFAULTS) >= 4096:
+            _DEFAULTS.clear()
+        array = _DEFAULTS[key] = column_default(table, field, n)
+    return array
+
+
 def _column(draft: Draft, owned: dict[str, pa.Array], field: pa.Field, n: int) -> pa.Array:
     array = owned.get(field.name)
     if array is None:
         array = draft.columns.get(field.name)
     if array is None:
-        return column_default(draft.table, field, n)
+        return _default(draft.table, field, n)
     return array if array.type == field.type else array.cast(field.type)

@@ -55,6 +55,19 @@ class Sample:
 Lookup = Callable[[str], "FamilyInfo | None"]
 
 
+def known_family(name: str, lookup: Lookup) -> FamilyInfo | None:
+    """The metadata a sample name resolves to, if any: its own, or its family's (`X` for `X_count`)."""
+    info = lookup(name)
+    if info is not None:
+        return info
+    for suffix in PART_SUFFIXES:
+        if name.endswith(suffix):
+            info = lookup(name[: -len(suffix)])
+            if info is not None:
+                return info
+    return None
+
+
 def resolve(name: str, labels: dict[str, str], lookup: Lookup) -> tuple[str, FamilyInfo]:
     """(family name, info) of a sample name."""
     info = lookup(name)
@@ -113,7 +126,9 @@ _PREPARED_MAX = 500_000
 def series_handle(rows: PointRows, key, name: str, labels: dict[str, str], lookup: Lookup, names: Names) -> int:
     """Register a series in `rows`; what it costs to work out (type, unit, names,
     label set ids) is cached across batches under `key`."""
-    info = lookup(name)
+    # Keyed on the family's metadata, not the sample name's: metadata for `X` arriving after
+    # `X_count` was first seen must retype it (a fallback type cached for good was a bug).
+    info = known_family(name, lookup)
     cache = rows.labels.series_cache  # per tenant, like the label sets whose ids it holds
     cache_key = (key, info)
     prepared = cache.get(cache_key)

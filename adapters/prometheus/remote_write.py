@@ -50,6 +50,8 @@ class PrometheusMetadata:
         if len(labels) != len(pairs):
             # Prometheus refuses such a series too: which value would be the label's?
             raise ValueError("a series has the same label name twice")
+        # An empty value means the label is absent (Prometheus' rule), as the scrape poller does too.
+        labels = {k: v for k, v in labels.items() if v != ""}
         self.limits.check(tuple(labels), tuple(labels.values()))
         name = labels.pop("__name__", "")
         if not name:

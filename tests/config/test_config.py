@@ -116,3 +116,10 @@ def test_component_sections_are_checked_like_the_rest():
     problems = "\n".join(err.value.problems)
     assert "receivers.zipkin.enabled" in problems
     assert "receivers.jsonlinez: unknown key" in problems and "pollers.scrape.intervall: unknown key" in problems
+
+
+def test_scrape_timeout_defaults_as_in_prometheus():
+    assert parse_config("pollers:\n  scrape: {interval: 2s}\n").pollers.scrape.timeout == 2.0
+    assert parse_config("pollers:\n  scrape: {interval: 1m}\n").pollers.scrape.timeout == 10.0
+    with pytest.raises(ConfigError, match="timeout must not exceed interval"):
+        parse_config("pollers:\n  scrape: {interval: 2s, timeout: 5s}\n")

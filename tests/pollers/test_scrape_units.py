@@ -106,3 +106,10 @@ def test_a_malformed_file_sd_keeps_the_last_targets(tmp_path, caplog):
     os.utime(path, (1, 1))
     assert poller._refresh_files() == first
     assert "unreadable, keeping its last targets" in caplog.text
+
+
+def test_labels_with_empty_values_are_absent_as_in_prometheus():
+    body = ('# TYPE node_os_info gauge\n'
+            'node_os_info{build_id="",id="debian",name="Debian GNU/Linux"} 1\n')
+    [sample] = parse(body, "text/plain; version=0.0.4", 1_800_000_000_000).samples
+    assert sample.labels == {"id": "debian", "name": "Debian GNU/Linux"}

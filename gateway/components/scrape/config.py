@@ -19,7 +19,8 @@ class ScrapeConfig(Model):
     """The agentless poller: scrapes Prometheus/OpenMetrics endpoints itself."""
 
     interval: Seconds = 15.0
-    timeout: Seconds = 10.0
+    # Unset: the smaller of 10 s and the interval, as in Prometheus.
+    timeout: Seconds | None = None
     # Each cycle starts up to this fraction of the interval early or late.
     jitter: float = Field(0.1, ge=0.0, lt=0.5)
     concurrency: int = Field(16, gt=0)
@@ -35,6 +36,8 @@ class ScrapeConfig(Model):
 
     @model_validator(mode="after")
     def _timeout_fits(self) -> ScrapeConfig:
+        if self.timeout is None:
+            object.__setattr__(self, "timeout", min(10.0, self.interval))  # frozen: set once, here
         if self.timeout > self.interval:
             raise ValueError("timeout must not exceed interval")
         return self

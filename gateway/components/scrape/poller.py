@@ -86,7 +86,10 @@ def parse(body: str, content_type: str, scrape_ms: int) -> _Scraped:
             for s in family.samples:
                 ts = scrape_ms if s.timestamp is None else int(float(s.timestamp) * 1000)
                 name = family.name if family.name in plain_counters and s.name == family.name + "_total" else s.name
-                out.samples.append(Sample(name, dict(s.labels), float(s.value), ts))
+                # Prometheus treats a label with an empty value as absent: the same series, whether
+                # it comes by scrape or by remote write (where Prometheus has already dropped it).
+                labels = {k: v for k, v in s.labels.items() if v != ""}
+                out.samples.append(Sample(name, labels, float(s.value), ts))
     except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
         raise ScrapeFailed(f"unparsable exposition: {exc}") from None
     return out

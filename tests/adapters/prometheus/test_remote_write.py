@@ -93,3 +93,43 @@ def test_staleness_markers_duplicates_and_bad_series():
     assert result.outcome.reasons() == {
         "duplicate sample (same series and timestamp)": 1, "series without __name__": 1, "a label is not valid UTF-8": 1,
     }
+
+
+def _series(request, name: str, value: float, ts_ms: int, **labels) -> None:
+    series = request.timeseries.add()
+    for key, val in (("__name__", name), ("job", "app"), *labels.items()):
+        series.labels.append(Label(name=key.encode(), value=val.encode()).SerializeToString())
+    series.samples.add(value=value, timestamp=ts_ms)
+
+
+def test_family_parts_seen_before_their_metadata_are_retyped_once_it_arrives():
+    """Prometheus sends metadata every 30 s, not with the first samples: `_count` and `_sum` seen
+    before it fall back to gauges, and must become the family's parts as soon as it arrives."""
+    metadata, sets = PrometheusMetadata(), AttributeSets()
+    now_ms = 1_800_000_000_000
+
+    def send(with_metadata: bool, ts_ms: int) -> dict[str, dict]:
+        request = WriteRequest()
+        _series(request, "rpc_seconds_count", 4, ts_ms)
+        _series(request, "rpc_seconds_sum", 1.5, ts_ms)
+        if with_metadata:
+            request.metadata.add(type=5, metric_family_name=b"rpc_seconds", help=b"RPC latency.")
+        result = finalized(remote_write_to_arrow(request, metadata, sets), context(ts_ms * 1_000_000 + NS))
+        return {r["metric_name"]: r for r in plain_rows(result.table)}
+
+    before = send(False, now_ms)
+    assert before["rpc_seconds_count"]["kind"] == "gauge"
+    after = send(True, now_ms + 15_000)
+    count, total = after["rpc_seconds_count"], after["rpc_seconds_sum"]
+    assert (count["kind"], count["is_monotonic"], count["description"]) == ("sum", True, "RPC latency.")
+    assert (total["kind"], total["is_monotonic"], total["unit"]) == ("sum", False, "s")
+    later = send(False, now_ms + 30_000)  # metadata is remembered between requests
+    assert later["rpc_seconds_count"]["kind"] == "sum"
+
+
+def test_a_label_with_an_empty_value_is_absent():
+    request = WriteRequest()
+    _series(request, "node_disk_info", 1, 1_800_000_000_000, device="sda", model="")
+    _series(request, "node_disk_info", 1, 1_800_000_000_000, device="sdb")
+    rows = plain_rows(adapt(request).table)
+    assert [r["attributes"] for r in rows] == [{"device": "sda"}, {"device": "sdb"}]

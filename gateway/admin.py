@@ -27,7 +27,6 @@ from telemetry_gateway.gateway.store.reads import ReadLimits
 from telemetry_gateway.gateway.store.regions import RegionStores
 
 log = logging.getLogger(__name__)
-FORMATS = {"CSV", "CSVWithNames", "TSV", "TSVWithNames", "JSON", "JSONEachRow", "JSONCompact", "Pretty", "PrettyCompact", "Parquet", "Arrow", "Markdown", "Vertical"}
 
 
 class AdminServer:
@@ -152,11 +151,12 @@ def read_limits(config: QueryConfig) -> ReadLimits:
 
 
 def pick_store(stores: RegionStores, region: str, fmt: str) -> RegionStore:
-    if fmt not in FORMATS:
-        raise QueryRefused(f"format {fmt!r} is not one of {', '.join(sorted(FORMATS))}")
     if region not in stores.stores:
         raise QueryRefused(f"no region named {region!r} (configured: {', '.join(stores.stores)})")
-    return stores[region]
+    store = stores[region]
+    if fmt not in store.output_formats():
+        raise QueryRefused(f"format {fmt!r} is not an output format of the store (see system.formats WHERE is_output)")
+    return store
 
 
 def run_read(store: RegionStore, sql: str, fmt: str, limits: ReadLimits, marker: str) -> bytes:

@@ -45,6 +45,7 @@ class RegionStore(ABC):
         self.region = region
         self.database = database
         self.retention_days = retention_days
+        self._output_formats: frozenset[str] = frozenset()
 
     # -- what a backend implements -------------------------------------------
     @abstractmethod
@@ -73,6 +74,13 @@ class RegionStore(ABC):
                 self.execute(statement)
             self.execute(f"INSERT INTO {ident(self.database)}.`schema_migrations` (version) VALUES ({migration.version})")
         self._converge_retention()
+        # Asked once here, off the event loop: reads are checked against it on every request.
+        out = self.execute("SELECT name FROM system.formats WHERE is_output", fmt="TSV")
+        self._output_formats = frozenset(out.decode().split())
+
+    def output_formats(self) -> frozenset[str]:
+        """Every output format the engine knows (system.formats), as of `open`."""
+        return self._output_formats
 
     def _converge_retention(self) -> None:
         """Make each table's TTL what the config says now, including none.

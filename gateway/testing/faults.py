@@ -44,6 +44,9 @@ class FaultyStore(RegionStore):
     def close(self) -> None:
         self.inner.close()
 
+    def output_formats(self) -> frozenset[str]:
+        return self.inner.output_formats()
+
     def insert(self, table: Table, rows: pa.Table, token: str) -> None:
         if (self.faults / "store-down").exists():
             raise StoreUnavailable("fault injected: the store is down")

@@ -46,6 +46,10 @@ def test_refusals_and_failures_are_4xx_with_the_reason(start_gateway):
     assert code == 400 and "Limit for result exceeded" in text
     code, text = api(gw, "SELECT * FROM telemetry.no_such_table")
     assert code == 400 and "the query failed" in text
+    # Any output format the engine lists, not a fixed few; an unknown one says where to look.
+    assert api(gw, "SELECT 1 AS a, 'x' AS b", "TSKV") == (200, "a=1\tb=x\n")
+    code, text = api(gw, "SELECT 1", "Nope")
+    assert code == 403 and "'Nope' is not an output format" in text
 
 
 def test_a_long_read_blocks_neither_ingestion_nor_readiness_and_stops_at_its_timeout(start_gateway):

@@ -131,7 +131,7 @@ class Draft:
 
 @dataclass
 class AdaptResult:
-    """An adapter's drafts, what it refused, and how many items the request held.
+    """An adapter's drafts and what it refused.
 
     `spans` carries span facts for the RED stage, for formats that have spans.
     """

@@ -31,7 +31,6 @@ from telemetry_gateway.gateway.batch import Provenance
 from telemetry_gateway.schema import POINTS, Table, arrow_schema, column_default
 
 NO_RECORDED_VALUE = 1  # OTLP DataPointFlags bit
-PROVENANCE = ("received_time", "source_kind", "source_id", "tenant", "region", "batch_id")
 
 
 def window_rejects(event_ns: np.ndarray, window: AcceptWindow, received_ns: int,

@@ -150,6 +150,9 @@ class IngestPipeline:
             work.batches.append(Batch(fmt.table, rows, provenance))
             work.accepted = rows.num_rows
         state.chain.run(work)
+        # Nothing after the chain reads the decoded request, and it can be large: do not hold it
+        # while the sink waits for the spool's fsync.
+        work.request = work.spans = None
         work.batches = [_conformed(self.router.route(b)) for b in work.batches]
         account = accounting.RequestAccount.of(work)
         work.batches.append(accounting.log_batch(work, account, self.router.region_for(provenance)))

@@ -9,20 +9,17 @@ import pyarrow.compute as pc
 from telemetry_gateway.schema.model import Table
 
 
-def arrow_schema(table: Table) -> pa.Schema:
-    """Schema of the columns a writer supplies, in table order."""
-    # By name: a Table is a frozen dataclass, and hashing one hashes every column (measured on the hot path).
-    return _schema_of(table.name, table)
-
-
 _SCHEMAS: dict[str, pa.Schema] = {}
 
 
-def _schema_of(name: str, table: Table) -> pa.Schema:
-    schema = _SCHEMAS.get(name)
+def arrow_schema(table: Table) -> pa.Schema:
+    """Schema of the columns a writer supplies, in table order."""
+    # By name: a Table is a frozen dataclass, and hashing one hashes every column (measured on the hot path).
+    schema = _SCHEMAS.get(table.name)
     if schema is None:
-        schema = _SCHEMAS[name] = pa.schema([pa.field(c.name, c.type.arrow, nullable=c.type.clickhouse.startswith("Nullable"))
-                                             for c in table.sent_columns()])
+        fields = [pa.field(c.name, c.type.arrow, nullable=c.type.clickhouse.startswith("Nullable"))
+                  for c in table.sent_columns()]
+        schema = _SCHEMAS[table.name] = pa.schema(fields)
     return schema
 
 

@@ -14,7 +14,7 @@ decode it, which adapter maps it, and which table its rows fill.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from telemetry_gateway.adapters.base import AdaptContext, AdaptResult
@@ -51,4 +51,4 @@ class Component:
     # None for components that only add routes to the shared HTTP listener.
     service: Callable[..., Any] | None = None
     # Routes this component adds to the shared HTTP listener (receivers.otlp.http).
-    http_routes: Callable[..., list] | None = field(default=None)
+    http_routes: Callable[..., list] | None = None

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from telemetry_gateway.gateway.batch import Caller
 from telemetry_gateway.gateway.receivers.callers import grpc_caller, http_caller, peer_host, stream_caller
 
 
@@ -135,5 +136,5 @@ def test_peer_addresses_lose_their_port_and_stream_sources_split():
     assert peer_host("ipv4:10.0.0.1:5555") == "10.0.0.1"
     assert peer_host("ipv6:[::1]:5555") == "::1"
     assert peer_host("unix:/tmp/s") == "unix:/tmp/s"
-    assert stream_caller("syslog-tcp:10.0.0.9") == stream_caller("syslog-tcp:10.0.0.9")
-    assert (stream_caller("syslog-udp:10.0.0.9").transport, stream_caller("syslog-udp:10.0.0.9").peer) == ("syslog-udp", "10.0.0.9")
+    assert stream_caller("syslog-tcp:10.0.0.9") == Caller("syslog-tcp", "10.0.0.9")
+    assert stream_caller("syslog-udp:10.0.0.9") == Caller("syslog-udp", "10.0.0.9")

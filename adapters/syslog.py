@@ -3,7 +3,10 @@
 RFC 5424: `<PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD] MSG`, `-` for nil.
 RFC 3164: `<PRI>Mmm dd hh:mm:ss HOST TAG[PID]: MSG`; it has no year and no
 zone, so the receive time's year in UTC is assumed (the year before when that
-lands over a day in the future).
+lands over a day in the future). The same framing with an RFC 3339 timestamp
+instead (`<PRI>2026-11-30T09:01:47.942126+00:00 HOST TAG: MSG`) is what
+rsyslog's `RSYSLOG_ForwardFormat` and syslog-ng's `ts-format(iso)` send; a
+timestamp without a zone is taken as UTC, and digits past microseconds are cut.
 
 Mapping: APP-NAME (or the 3164 TAG) is `service.name`, HOSTNAME `host.name`
 (resource); facility, procid, msgid, the format and every structured-data
@@ -30,15 +33,18 @@ FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news",
 _PRI = re.compile(rb"^<(\d{1,3})>")
 _5424 = re.compile(
     r"^1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<procid>\S+) (?P<msgid>\S+) (?P<rest>.*)$", re.S)
-_3164 = re.compile(
-    r"^(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<time>\d\d:\d\d:\d\d) (?P<host>\S+) "
-    r"(?P<tag>[^\s:\[]+)(?:\[(?P<pid>[^\]]*)\])?:? ?(?P<msg>.*)$", re.S)
+_TAIL = r" (?P<host>\S+) (?P<tag>[^\s:\[]+)(?:\[(?P<pid>[^\]]*)\])?:? ?(?P<msg>.*)$"
+_3164 = re.compile(r"^(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<time>\d\d:\d\d:\d\d)" + _TAIL, re.S)
+_3164_ISO = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?)" + _TAIL, re.S)
+_FRACTION = re.compile(r"(\.\d{6})\d+")
 _SD_PARAM = re.compile(r'(\S+?)="((?:[^"\\\]]|\\.)*)"')
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
 
 
 class InvalidSyslog(ValueError):
-    pass
+    def __init__(self, reason: str, code: str = "malformed") -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 @dataclass
@@ -61,9 +67,11 @@ def parse(raw: bytes, received_ns: int) -> SyslogMessage:
     try:
         text = raw[match.end():].decode("utf-8").rstrip("\r\n\x00")
     except UnicodeDecodeError as exc:
-        raise InvalidSyslog(f"not valid UTF-8 (byte {exc.start + match.end()})") from None
+        raise InvalidSyslog(f"not valid UTF-8 (byte {exc.start + match.end()})", "invalid_utf8") from None
     if text.startswith("1 "):
         return _rfc5424(text, pri)
+    if text[:1].isdigit():
+        return _rfc3164_iso(text, pri)
     return _rfc3164(text, pri, received_ns)
 
 
@@ -75,13 +83,7 @@ def _rfc5424(text: str, pri: int) -> SyslogMessage:
     m = _5424.match(text)
     if not m:
         raise InvalidSyslog("RFC 5424 header is incomplete")
-    time_ns = 0
-    if m["ts"] != "-":
-        try:
-            stamp = datetime.fromisoformat(m["ts"].replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidSyslog(f"bad RFC 5424 timestamp {m['ts'][:40]!r}") from None
-        time_ns = _ns(stamp)
+    time_ns = 0 if m["ts"] == "-" else _iso_ns(m["ts"], "RFC 5424")
     sd, message = _structured_data(m["rest"])
     attributes = _attributes(pri, "rfc5424", _nil(m["procid"]), _nil(m["msgid"]), sd)
     # rsyslog (and other relays of 3164 messages) keep the space that followed the tag.
@@ -108,6 +110,25 @@ def _structured_data(rest: str) -> tuple[dict[str, str], str]:
     return params, rest[i:].removeprefix(" ")
 
 
+def _iso_ns(text: str, where: str) -> int:
+    try:
+        stamp = datetime.fromisoformat(_FRACTION.sub(r"\1", text).replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidSyslog(f"bad {where} timestamp {text[:40]!r}", "invalid_time") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=timezone.utc)
+    return _ns(stamp)
+
+
+def _rfc3164_iso(text: str, pri: int) -> SyslogMessage:
+    m = _3164_ISO.match(text)
+    if not m:
+        raise InvalidSyslog("an RFC 3339 timestamp not followed by HOST TAG: MSG")
+    attributes = _attributes(pri, "rfc3164", m["pid"] or "", "", {})
+    return SyslogMessage(_iso_ns(m["ts"], "RFC 3339"), pri % 8, pri // 8, m["host"], m["tag"], m["msg"], "rfc3164",
+                         attributes)
+
+
 def _rfc3164(text: str, pri: int, received_ns: int) -> SyslogMessage:
     m = _3164.match(text)
     if not m or m["mon"] not in _MONTHS:
@@ -117,7 +138,7 @@ def _rfc3164(text: str, pri: int, received_ns: int) -> SyslogMessage:
     try:
         stamp = datetime(received.year, _MONTHS[m["mon"]], int(m["day"]), hh, mm, ss, tzinfo=timezone.utc)
     except ValueError:
-        raise InvalidSyslog(f"bad RFC 3164 date {m['mon']} {m['day']} {m['time']}") from None
+        raise InvalidSyslog(f"bad RFC 3164 date {m['mon']} {m['day']} {m['time']}", "invalid_time") from None
     if _ns(stamp) > received_ns + 86400 * 10**9:
         stamp = stamp.replace(year=received.year - 1)
     attributes = _attributes(pri, "rfc3164", m["pid"] or "", "", {})
@@ -145,7 +166,7 @@ def syslog_to_arrow(messages: list[bytes], ctx: AdaptContext) -> AdaptResult:
         try:
             msg = parse(raw, ctx.received_ns)
         except InvalidSyslog as exc:
-            outcome.reject("malformed", str(exc))
+            outcome.reject(exc.code, f"{exc}, in {_sample(raw)}")
             continue
         number, text = SEVERITIES[msg.severity]
         resource = {"service.name": msg.app or "syslog"}
@@ -154,3 +175,9 @@ def syslog_to_arrow(messages: list[bytes], ctx: AdaptContext) -> AdaptResult:
         rows.add(time_ns=msg.time_ns, observed_ns=ctx.received_ns, severity=number, severity_text=text,
                  body=msg.message, attributes=msg.attributes, resource=resource, scope="syslog")
     return AdaptResult([rows.finish(ctx.received_ns)], outcome)
+
+
+def _sample(raw: bytes, limit: int = 80) -> str:
+    """The start of a refused message, for the log line that says why it was refused."""
+    text = repr(raw[:limit])
+    return text + "..." if len(raw) > limit else text

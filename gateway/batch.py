@@ -43,6 +43,7 @@ class Provenance:
     region: str = ""      # decided by the router
     agent_id: str = ""    # edge agent that buffered the batch
     sequence: int = 0     # the agent's sequence number for it; 0 = none
+    dead_letter_id: str = ""  # set on a redriven batch: refused again, it keeps the id the user knows
 
     def derived(self, source_kind: str | None = None) -> Provenance:
         """Provenance of a batch derived from this one (RED points, log metrics, span rows)."""

@@ -2,7 +2,9 @@
 
 Layout: `<path>/<batch_id>.arrow` (the rows, Arrow IPC) and
 `<path>/<batch_id>.json` (region, table, rows, reason, time). The JSON is
-written last, so a listed entry always has its rows. `telemetry-gateway
+written last, so a listed entry always has its rows. A redriven batch that
+is refused again comes back under the id it had, not its new batch id, so the
+id a user listed keeps working. `telemetry-gateway
 deadletter list` shows them; `deadletter redrive` sends them to the store
 again (through the running gateway, or directly when none runs).
 """
@@ -53,7 +55,7 @@ class DeadLetters:
 
     def put(self, batch: Batch, reason: str) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        batch_id = self._check(batch.batch_id)
+        batch_id = self._check(batch.provenance.dead_letter_id or batch.batch_id)
         _write_durably(self.path / f"{batch_id}.arrow", to_ipc(batch.arrow()))
         meta = {"batch_id": batch_id, "region": batch.region, "table": batch.table.name, "rows": batch.num_rows,
                 "reason": reason, "time_ns": time.time_ns(), "provenance": batch.provenance.to_meta()}

@@ -118,7 +118,18 @@ class IngestPipeline:
             work, account = await self._on_adapter_thread(self._prepare, fmt, payload, caller, source_id, tenant)
             await self.sink.keep(work.batches)
         accounting.count(self.telemetry, account)
+        if work.outcome.rejected:
+            self._log_refusals(fmt, work)
         return IngestReport(account.accepted, work.outcome.rejected_count, work.outcome.message(fmt.noun))
+
+    def _log_refusals(self, fmt: Format, work: Work) -> None:
+        """A sender whose items are refused may get no answer (syslog) or ignore it: say why in the log, once
+        per format every few seconds, with the first reason as a sample."""
+        outcome = work.outcome
+        codes = ", ".join(f"{code}: {n}" for code, n in sorted(outcome.by_code().items()))
+        (_, sample), _ = next(iter(outcome.rejected.items()))
+        self._errors.warning(f"refused-{fmt.name}", "%d %s from %s refused (%s); for example: %s",
+                             outcome.rejected_count, fmt.noun, work.provenance.source_id, codes, sample)
 
     async def _on_adapter_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._adapter, fn, *args)
@@ -167,11 +178,12 @@ class IngestPipeline:
 
     async def redrive(self, dead_letter_id: str) -> str:
         """Send a dead-lettered batch to the store again, under a new batch id
-        (the old id is finished in the spool). Returns the new id."""
+        (the old id is finished in the spool). Returns the new id. Refused
+        again, it is dead-lettered under its old id."""
         old = await asyncio.to_thread(self.dead_letters.load, dead_letter_id)
         provenance = Provenance(old.provenance.format, old.provenance.source_kind, old.provenance.source_id,
                                 Caller("admin"), new_batch_id(), time.time_ns(), old.provenance.tenant or "default",
-                                old.region)
+                                old.region, dead_letter_id=dead_letter_id)
         await self.sink.keep([Batch(old.table, conform(old.table, old.rows), provenance)])
         await asyncio.to_thread(self.dead_letters.remove, dead_letter_id)
         return provenance.batch_id

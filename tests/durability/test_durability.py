@@ -172,7 +172,10 @@ def test_a_poison_batch_goes_to_the_dead_letter_area_and_the_rest_is_stored(star
     batch_id = entry.split()[0]
     assert f"default/metric_points  {POINTS} rows  fault injected: Code: 117" in entry
     assert gw.metric("gateway_dead_letter_rows_total") == POINTS
-    # Still refused: it comes back to the dead-letter area.
+    # Still refused: it comes back to the dead-letter area under the id the user listed.
+    assert deadletter_cli(gw, "redrive", batch_id).returncode == 0
+    assert wait_for(lambda: gw.metric("gateway_dead_letter_batches_total") == 2)
+    assert wait_for(lambda: batch_id in deadletter_cli(gw, "list").stdout)
     gw.clear_fault("reject-service")
     redrive = deadletter_cli(gw, "redrive", batch_id)
     assert redrive.returncode == 0, redrive.stderr

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tests.durability.test_durability import wait_for
 from tests.gateway_process import free_port
 RSYSLOGD = "/usr/sbin/rsyslogd"  # Debian puts it in sbin, often off a user's PATH
 from tests.receivers.otlp_requests import post, unique
@@ -18,8 +19,10 @@ pytestmark = pytest.mark.integration
 FORWARDS = (
     ("tcp", "RSYSLOG_SyslogProtocol23Format", 'TCP_Framing="octet-counted"'),
     ("tcp", "RSYSLOG_TraditionalForwardFormat", ""),
+    ("tcp", "RSYSLOG_ForwardFormat", ""),
     ("udp", "RSYSLOG_SyslogProtocol23Format", ""),
     ("udp", "RSYSLOG_TraditionalForwardFormat", ""),
+    ("udp", "RSYSLOG_ForwardFormat", ""),
 )
 
 
@@ -51,7 +54,7 @@ def start_rsyslog(workdir, in_port: int, tcp_port: int, udp_port: int) -> subpro
     raise RuntimeError((workdir / "rsyslog.log").read_text())
 
 
-def test_rsyslog_forwards_both_formats_over_tcp_and_udp(start_gateway, tmp_path):
+def test_rsyslog_forwards_its_stock_templates_over_tcp_and_udp(start_gateway, tmp_path):
     tcp_port, udp_port, in_port = free_port(), free_port(), free_port()
     gw = start_gateway({"receivers": {"syslog": {"tcp": {"enabled": True, "endpoint": f"127.0.0.1:{tcp_port}"},
                                                  "udp": {"enabled": True, "endpoint": f"127.0.0.1:{udp_port}"}}}})
@@ -64,16 +67,19 @@ def test_rsyslog_forwards_both_formats_over_tcp_and_udp(start_gateway, tmp_path)
         rows = gw.wait_rows(
             "SELECT body, severity_text, attributes['syslog.format'] AS fmt, resource_attributes['host.name'] AS host, "
             f"splitByChar(':', source_id)[1] AS transport FROM telemetry.log_records WHERE service_name = '{app}' "
-            "ORDER BY transport, fmt, body", 12, timeout=30)
+            "ORDER BY transport, fmt, body", 18, timeout=30)
     finally:
         rsyslog.terminate()
         rsyslog.wait(10)
-    assert len(rows) == 12, (tmp_path / "rsyslog.log").read_text()
+    assert len(rows) == 18, (tmp_path / "rsyslog.log").read_text()
+    sent = [("invoice 0 posted", "err"), ("invoice 1 posted", "warning"), ("invoice 2 posted", "info")]
     for transport in ("syslog-tcp", "syslog-udp"):
-        for fmt in ("rfc3164", "rfc5424"):
+        # RFC 3164 framing twice: with its own timestamp (Traditional) and with RFC 3339 (ForwardFormat).
+        for fmt, copies in (("rfc3164", 2), ("rfc5424", 1)):
             got = [(r["body"].strip(), r["severity_text"]) for r in rows if r["transport"] == transport and r["fmt"] == fmt]
-            assert got == [("invoice 0 posted", "err"), ("invoice 1 posted", "warning"), ("invoice 2 posted", "info")], (transport, fmt)
+            assert got == sorted(sent * copies), (transport, fmt)
     assert {r["host"] for r in rows} == {"web01"}
+    assert gw.metric("gateway_rejected_total") == 0
 
 
 def test_hostile_syslog_input_is_refused_and_the_connection_goes_on(start_gateway):
@@ -98,7 +104,13 @@ def test_hostile_syslog_input_is_refused_and_the_connection_goes_on(start_gatewa
     assert [r["body"] for r in rows] == ["after the huge line", "framed after the big frame", "over udp"]
     text = gw.metrics_text()
     assert 'gateway_rejected_total{format="syslog",reason="too_large",tenant="default"} 3.0' in text
-    assert gw.metric("gateway_rejected_total") >= 4  # and the garbage line
+    assert 'gateway_rejected_total{format="syslog",reason="malformed",tenant="default"} 1.0' in text
+    # Syslog has no answer: each kind of refusal says why in the log, with the start of the message.
+    assert wait_for(lambda: "for example: no valid <PRI>" in gw.log())
+    log = gw.log()
+    assert "syslog from syslog-tcp:127.0.0.1: 1 message refused (too_large): a line over max_message_kib" in log
+    assert ("1 syslog messages from syslog-tcp:127.0.0.1 refused (malformed: 1); for example: no valid <PRI> at "
+            "the start, in b'garbage without pri\\n'") in log
 
 
 def test_json_lines_over_http(gateway):

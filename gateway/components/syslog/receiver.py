@@ -38,6 +38,7 @@ class _Batcher:
         self.config = config
         self.buffers: dict[str, list[bytes]] = {}
         self._task: asyncio.Task | None = None
+        self._refusals = RateLimitedLog(log)
 
     def add(self, source: str, message: bytes) -> None:
         buffer = self.buffers.setdefault(source, [])
@@ -45,8 +46,10 @@ class _Batcher:
         if len(buffer) >= self.config.max_batch:
             asyncio.get_running_loop().create_task(self.flush(source))
 
-    def refuse(self, reason: str) -> None:
+    def refuse(self, reason: str, source: str, why: str) -> None:
+        """A message refused before it is parsed: counted under `reason`, and logged (rate-limited) with why."""
         self.telemetry.rejected("syslog", DEFAULT_TENANT, reason, 1)
+        self._refusals.warning(f"syslog-{reason}", "syslog from %s: 1 message refused (%s): %s", source, reason, why)
 
     async def flush(self, source: str) -> None:
         messages = self.buffers.pop(source, [])
@@ -73,10 +76,11 @@ class _Udp(asyncio.DatagramProtocol):
         self.limit = limit
 
     def datagram_received(self, data: bytes, addr) -> None:
+        source = f"syslog-udp:{addr[0]}"
         if len(data) > self.limit:
-            self.batcher.refuse("too_large")
+            self.batcher.refuse("too_large", source, f"a {len(data)}-byte datagram is over max_message_kib")
             return
-        self.batcher.add(f"syslog-udp:{addr[0]}", data)
+        self.batcher.add(source, data)
 
 
 class SyslogReceiver:
@@ -126,9 +130,8 @@ class SyslogReceiver:
         except TimeoutError:
             self._client_log.warning("idle", "closing syslog connection from %s: idle for %gs", source, limits.idle_timeout)
         except (FramingError, asyncio.LimitOverrunError) as exc:
-            self.batcher.refuse("framing")
-            self._client_log.warning("framing", "closing syslog connection from %s: %s", source,
-                                     exc if isinstance(exc, FramingError) else "octet count is not a number")
+            why = exc if isinstance(exc, FramingError) else "octet count is not a number"
+            self.batcher.refuse("framing", source, f"{why}; closing the connection")
         finally:
             self._connections.discard(task)
             writer.close()
@@ -151,7 +154,7 @@ class SyslogReceiver:
             raise FramingError("octet count is not a number")
         length = int(digits[:-1])
         if length > self.limit:
-            self.batcher.refuse("too_large")
+            self.batcher.refuse("too_large", source, f"an octet count of {length} is over max_message_kib")
             while length > 0:  # skip it without holding it in memory
                 chunk = await reader.read(min(length, 1 << 16))
                 if not chunk:
@@ -164,7 +167,7 @@ class SyslogReceiver:
         try:
             line = first + await reader.readuntil(b"\n")
         except asyncio.LimitOverrunError:
-            self.batcher.refuse("too_large")
+            self.batcher.refuse("too_large", source, "a line over max_message_kib")
             await _skip_line(reader)
             return
         except asyncio.IncompleteReadError as exc:
@@ -172,7 +175,7 @@ class SyslogReceiver:
             if not exc.partial:
                 return
         if len(line) > self.limit:
-            self.batcher.refuse("too_large")
+            self.batcher.refuse("too_large", source, "a line over max_message_kib")
             return
         self.batcher.add(source, line)
 

@@ -47,17 +47,38 @@ def test_rfc3164_in_the_future_means_last_year():
     assert msg.time_ns == 1767225599 * NS  # 2025-12-31T23:59:59Z
 
 
-@pytest.mark.parametrize("raw, reason", [
-    (b"no pri at all", "no valid <PRI>"),
-    (b"<999>1 - - - - - -", "no valid <PRI>"),
-    (b"<13>1 not-a-time host app - - - msg", "bad RFC 5424 timestamp"),
-    (b"<13>garbage", "neither RFC 5424 nor an RFC 3164 header"),
-    (b"<13>1 2003-10-11T22:14:15Z h a - - [open", "structured data is not closed"),
-    (b"<13>Oct 11 22:14:15 host app: \xff\xfe", "not valid UTF-8"),
+@pytest.mark.parametrize("stamp, expected_ns", [
+    # rsyslog's RSYSLOG_ForwardFormat: microseconds and a zone.
+    ("2026-11-30T09:01:47.942126+00:00", 1796029307942126000),
+    # syslog-ng's ts-format(iso): whole seconds, a zone that is not UTC.
+    ("2026-11-30T10:01:47+01:00", 1796029307 * NS),
+    ("2026-11-30T09:01:47Z", 1796029307 * NS),
+    ("2026-11-30T09:01:47.5Z", 1796029307500000000),
+    ("2026-11-30T09:01:47.123456789Z", 1796029307123456000),  # past microseconds: cut
+    ("2026-11-30T09:01:47", 1796029307 * NS),  # no zone: UTC
 ])
-def test_malformed_messages_are_refused_with_a_reason(raw, reason):
-    with pytest.raises(InvalidSyslog, match=reason):
+def test_rfc3164_framing_with_an_rfc3339_timestamp(stamp, expected_ns):
+    msg = parse(f"<156>{stamp} vm billing[42]: invoice posted".encode(), RECEIVED)
+    assert msg.time_ns == expected_ns
+    assert (msg.severity, msg.facility, msg.host, msg.app, msg.message) == (4, 19, "vm", "billing", "invoice posted")
+    assert msg.attributes == {"syslog.facility": "local3", "syslog.format": "rfc3164", "syslog.procid": "42"}
+
+
+@pytest.mark.parametrize("raw, reason, code", [
+    (b"no pri at all", "no valid <PRI>", "malformed"),
+    (b"<999>1 - - - - - -", "no valid <PRI>", "malformed"),
+    (b"<13>1 not-a-time host app - - - msg", "bad RFC 5424 timestamp", "invalid_time"),
+    (b"<13>2026-13-45T99:00:00Z host app: msg", "bad RFC 3339 timestamp", "invalid_time"),
+    (b"<13>2026-11-30T09:01:47Z", "RFC 3339 timestamp not followed by HOST TAG", "malformed"),
+    (b"<13>Feb 31 22:14:15 host app: msg", "bad RFC 3164 date", "invalid_time"),
+    (b"<13>garbage", "neither RFC 5424 nor an RFC 3164 header", "malformed"),
+    (b"<13>1 2003-10-11T22:14:15Z h a - - [open", "structured data is not closed", "malformed"),
+    (b"<13>Oct 11 22:14:15 host app: \xff\xfe", "not valid UTF-8", "invalid_utf8"),
+])
+def test_malformed_messages_are_refused_with_a_reason(raw, reason, code):
+    with pytest.raises(InvalidSyslog, match=reason) as info:
         parse(raw, RECEIVED)
+    assert info.value.code == code
 
 
 def test_rows_keep_the_good_and_count_the_bad():
@@ -67,7 +88,15 @@ def test_rows_keep_the_good_and_count_the_bad():
     assert [(r["service_name"], r["severity_text"], r["severity_number"], r["resource_attributes"].get("host.name")) for r in rows] == [
         ("evntslog", "notice", 10, "mymachine.example.com"), ("su", "crit", 18, "mymachine"),
     ]
-    assert result.outcome.reasons() == {"no valid <PRI> at the start": 1}
+    assert result.outcome.reasons() == {"no valid <PRI> at the start, in b'junk'": 1}
+    assert result.outcome.by_code() == {"malformed": 1}
+
+
+def test_a_refusal_names_the_start_of_the_message():
+    ctx = context(RECEIVED, source_kind="log")
+    result = syslog_to_arrow([b"<13>1 yesterday h app - - - " + b"x" * 200], ctx.adapt)
+    [reason] = result.outcome.reasons()
+    assert reason == "bad RFC 5424 timestamp 'yesterday', in b'<13>1 yesterday h app - - - " + "x" * 52 + "'..."
 
 
 TESTDATA = __import__("pathlib").Path(__file__).parent / "testdata"

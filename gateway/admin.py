@@ -112,8 +112,8 @@ class AdminServer:
             return web.Response(status=401, text="missing or wrong admin token\n")
         try:
             body = json.loads(await request.read())
-            sql, region, fmt = body["sql"], body.get("region") or "default", body.get("format") or "PrettyCompact"
-            if not all(isinstance(v, str) for v in (sql, region, fmt)):
+            sql, region, fmt = body["sql"], body.get("region"), body.get("format") or "PrettyCompact"
+            if not all(isinstance(v, str) for v in (sql, fmt)) or not isinstance(region, str | None):
                 raise TypeError
         except (ValueError, KeyError, TypeError):
             return web.Response(status=400, text='body must be JSON {"sql": ..., "region": ..., "format": ...}\n')
@@ -150,10 +150,17 @@ def read_limits(config: QueryConfig) -> ReadLimits:
     return ReadLimits(config.timeout, config.max_memory_mib << 20, config.max_result_rows, config.max_result_mib << 20)
 
 
-def pick_store(stores: RegionStores, region: str, fmt: str) -> RegionStore:
-    if region not in stores.stores:
-        raise QueryRefused(f"no region named {region!r} (configured: {', '.join(stores.stores)})")
-    store = stores[region]
+def region_or_default(regions: list[str], region: str | None) -> str:
+    """The region asked for; unnamed, `default`, or the only one configured."""
+    if region is None:
+        region = regions[0] if len(regions) == 1 else "default"
+    if region not in regions:
+        raise QueryRefused(f"no region named {region!r} (configured: {', '.join(regions)})")
+    return region
+
+
+def pick_store(stores: RegionStores, region: str | None, fmt: str) -> RegionStore:
+    store = stores[region_or_default(list(stores.stores), region)]
     if fmt not in store.output_formats():
         raise QueryRefused(f"format {fmt!r} is not an output format of the store (see system.formats WHERE is_output)")
     return store

@@ -1,35 +1,34 @@
-"""`telemetry-gateway`: serve, check-config, sql."""
+"""`telemetry-gateway`: serve, check-config, sql, deadletter.
+
+Heavy modules (the pipeline, pydantic, pyarrow, chDB) are imported inside the
+commands that need them: `--help`, and `sql` through a running gateway, load
+only the standard library, click and PyYAML (`gateway.running`).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import os
 import resource
 import sys
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from telemetry_gateway.gateway.admin import pick_store, read_limits, run_read
-from telemetry_gateway.gateway.config import ConfigError, GatewayConfig, load_config
-from telemetry_gateway.gateway.deadletter import DeadLetters
-from telemetry_gateway.gateway.errors import GatewayError, StoreUnavailable
-from telemetry_gateway.gateway.service import RUNTIME_FILE, TOKEN_FILE, serve
-from telemetry_gateway.gateway.store.embedded import DataDirInUse, holder_alive
-from telemetry_gateway.gateway.store.regions import RegionStores
-from telemetry_gateway.gateway.store.writer import batch_token
-from telemetry_gateway.schema import conform
-from telemetry_gateway.schema.migrations import SchemaTooNew
+from telemetry_gateway.gateway.running import AdminCallFailed, admin_call, holder_alive, store_path
+
+if TYPE_CHECKING:
+    from telemetry_gateway.gateway.config import GatewayConfig
+    from telemetry_gateway.gateway.deadletter import DeadLetters
 
 CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="YAML config file.")
 
 
 def _load(path: Path | None) -> GatewayConfig:
+    from telemetry_gateway.gateway.config import ConfigError, load_config
+
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -48,6 +47,14 @@ def main() -> None:
 @CONFIG
 def serve_command(config_path: Path | None) -> None:
     """Run the gateway until SIGTERM or Ctrl-C."""
+    import asyncio
+    import logging
+
+    from telemetry_gateway.gateway.errors import StoreUnavailable
+    from telemetry_gateway.gateway.service import serve
+    from telemetry_gateway.gateway.store.embedded import DataDirInUse
+    from telemetry_gateway.schema.migrations import SchemaTooNew
+
     config = _load(config_path)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     private_dir(config.store.path)
@@ -84,52 +91,41 @@ def check_config(path: Path) -> None:
 
 @main.command("sql")
 @CONFIG
-@click.option("--region", default="default", show_default=True, help="Regional store to query.")
+@click.option("--region", help="Regional store to query: `default`, or the only one configured.")
 @click.option("--format", "fmt", default="PrettyCompact", show_default=True, help="ClickHouse output format.")
 @click.argument("statement")
-def sql(config_path: Path | None, region: str, fmt: str, statement: str) -> None:
-    """Run one read-only SQL statement on a regional store.
+def sql(config_path: Path | None, region: str | None, fmt: str, statement: str) -> None:
+    """Run one read-only SQL statement on a regional store, in its database.
 
-    On the embedded store held by a running gateway the query goes through
-    that gateway; otherwise the store is opened directly.
+    While a gateway holds the store (at ./data, or the --config file's
+    store.path) the query goes through it, and it knows the regions;
+    otherwise the store is opened directly.
     """
-    config = _load(config_path)
-    if region not in config.store.regions:
-        raise click.ClickException(f"no region named {region!r} (configured: {', '.join(config.store.regions)})")
-    embedded = config.store.regions[region].backend == "embedded"
-    if embedded and holder_alive(config.store.path):
-        out = _via_gateway(config.store.path, region, fmt, statement)
+    path = store_path(config_path)
+    if path is not None and holder_alive(path):
+        out = _admin_call(path, "/api/v1/sql", {"sql": statement, "region": region, "format": fmt})
     else:
-        out = _direct(config, region, fmt, statement)
+        out = _direct(_load(config_path), region, fmt, statement)
     sys.stdout.buffer.write(out)
 
 
-def _via_gateway(path: Path, region: str, fmt: str, statement: str) -> bytes:
-    return _admin_call(path, "/api/v1/sql", {"sql": statement, "region": region, "format": fmt})
-
-
 def _admin_call(path: Path, route: str, body: dict) -> bytes:
-    """POST to the running gateway's admin API with the token it left in `path`."""
     try:
-        info = json.loads((path / RUNTIME_FILE).read_text())
-        token = (path / TOKEN_FILE).read_text().strip()
-    except OSError as exc:
-        raise click.ClickException(f"the store at {path} is held by a process that left no admin details: {exc}") from None
-    request = urllib.request.Request(
-        f"http://{info['admin']}{route}",
-        data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=300) as response:
-            return response.read()
-    except urllib.error.HTTPError as exc:
-        raise click.ClickException(exc.read().decode(errors="replace").strip()) from None
-    except urllib.error.URLError as exc:
-        raise click.ClickException(f"cannot reach the gateway at {info['admin']}: {exc.reason}") from None
+        return admin_call(path, route, body)
+    except AdminCallFailed as exc:
+        raise click.ClickException(str(exc)) from None
 
 
-def _direct(config: GatewayConfig, region: str, fmt: str, statement: str) -> bytes:
+def _direct(config: GatewayConfig, region: str | None, fmt: str, statement: str) -> bytes:
+    from telemetry_gateway.gateway.admin import pick_store, read_limits, region_or_default, run_read
+    from telemetry_gateway.gateway.errors import GatewayError
+    from telemetry_gateway.gateway.store.embedded import DataDirInUse
+    from telemetry_gateway.gateway.store.regions import RegionStores
+
+    try:
+        region = region_or_default(list(config.store.regions), region)
+    except GatewayError as exc:
+        raise click.ClickException(str(exc)) from None
     only = config.store.model_copy(update={"regions": {region: config.store.regions[region]}})
     stores = RegionStores(only)
     try:
@@ -151,6 +147,8 @@ def deadletter() -> None:
 @CONFIG
 def deadletter_list(config_path: Path | None) -> None:
     """List dead-lettered batches with their reasons."""
+    from telemetry_gateway.gateway.deadletter import DeadLetters
+
     config = _load(config_path)
     entries = DeadLetters(config.store.path / "deadletter").list()
     for e in entries:
@@ -163,7 +161,9 @@ def deadletter_list(config_path: Path | None) -> None:
 @click.option("--all", "everything", is_flag=True, help="Redrive every dead-lettered batch.")
 @click.argument("ids", nargs=-1)
 def deadletter_redrive(config_path: Path | None, everything: bool, ids: tuple[str, ...]) -> None:
-    """Send dead-lettered batches to the store again (those still refused come back)."""
+    """Send dead-lettered batches to the store again (those still refused come back, under the same id)."""
+    from telemetry_gateway.gateway.deadletter import DeadLetters
+
     config = _load(config_path)
     letters = DeadLetters(config.store.path / "deadletter")
     chosen = [e.batch_id for e in letters.list()] if everything else list(ids)
@@ -182,6 +182,11 @@ def deadletter_redrive(config_path: Path | None, everything: bool, ids: tuple[st
 
 
 def _redrive_direct(config: GatewayConfig, letters: DeadLetters, batch_id: str) -> str:
+    from telemetry_gateway.gateway.errors import GatewayError
+    from telemetry_gateway.gateway.store.regions import RegionStores
+    from telemetry_gateway.gateway.store.writer import batch_token
+    from telemetry_gateway.schema import conform
+
     try:
         batch = letters.load(batch_id)
     except KeyError as exc:

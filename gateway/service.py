@@ -24,12 +24,11 @@ from telemetry_gateway.gateway.components import COMPONENTS
 from telemetry_gateway.gateway.config import GatewayConfig
 from telemetry_gateway.gateway.pipeline import IngestPipeline
 from telemetry_gateway.gateway.ratelog import RateLimitedLog
+from telemetry_gateway.gateway.running import RUNTIME_FILE, TOKEN_FILE
 from telemetry_gateway.gateway.store.regions import RegionStores
 from telemetry_gateway.gateway.self_metrics import SelfMetrics
 
 log = logging.getLogger(__name__)
-TOKEN_FILE = "admin.token"
-RUNTIME_FILE = "gateway.json"
 
 
 def write_private(path: Path, text: str) -> None:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from telemetry_gateway.gateway.running import LOCK_NAME
 from telemetry_gateway.gateway.store.base import RegionStore, check_token, classify
 from telemetry_gateway.schema import Table
 from telemetry_gateway.schema.ddl import ident
 
-LOCK_NAME = ".gateway.lock"
 
 
 class DataDirInUse(RuntimeError):
@@ -71,8 +71,9 @@ class EmbeddedEngine:
                 raise classify(exc) from exc
         return result.bytes() if result is not None else b""
 
-    def read(self, sql: str, fmt: str) -> bytes:
-        """Run a read on a reader session (one per concurrent read, kept for reuse)."""
+    def read(self, sql: str, fmt: str, database: str = "default") -> bytes:
+        """Run a read on a reader session (one per concurrent read, kept for reuse), in `database`
+        as `clickhouse-client --database` would: unqualified names and SHOW TABLES mean the region's."""
         try:
             session = self._readers.get_nowait()
         except queue.Empty:
@@ -82,6 +83,7 @@ class EmbeddedEngine:
                 session = chdb_session.Session(str(self.path / "chdb"))
                 self._all_readers.append(session)
         try:
+            session.query(f"USE {ident(database)}")
             result = session.query(sql, fmt)
         except Exception as exc:  # chDB raises bare ChdbError / RuntimeError
             raise classify(exc) from exc
@@ -99,20 +101,6 @@ class EmbeddedEngine:
                 engine._session.close()
                 fcntl.flock(engine._lock_file, fcntl.LOCK_UN)
                 engine._lock_file.close()
-
-
-def holder_alive(path: Path) -> bool:
-    """True when another process holds the data directory."""
-    lock = path / LOCK_NAME
-    if not lock.exists():
-        return False
-    with open(lock, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
 
 
 class EmbeddedStore(RegionStore):
@@ -134,7 +122,7 @@ class EmbeddedStore(RegionStore):
         self.engine.run(sql, rows=rows)
 
     def query(self, sql: str, fmt: str) -> bytes:
-        return self.engine.read(sql, fmt)
+        return self.engine.read(sql, fmt, self.database)
 
     def close(self) -> None:
         EmbeddedEngine.close_instance()

@@ -55,7 +55,7 @@ class ServerStore(RegionStore):
         import clickhouse_connect
 
         try:
-            client = clickhouse_connect.get_client(dsn=self._url, connect_timeout=self._timeout,
+            client = clickhouse_connect.get_client(dsn=self._url, database=self.database, connect_timeout=self._timeout,
                                                    send_receive_timeout=self._timeout, autogenerate_session_id=False)
             try:
                 return client.raw_query(sql, fmt=fmt)

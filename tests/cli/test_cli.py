@@ -118,3 +118,36 @@ def test_data_and_spool_files_are_private(start_gateway):
     shared = [str(p) for p in data.rglob("*") if not p.is_symlink() and p.stat().st_mode & 0o077]
     assert shared == []
     assert any(data.glob("spool/segment-*.spool"))
+
+
+def test_sql_learns_regions_from_the_running_gateway_and_reads_in_the_region_database(start_gateway):
+    gw = start_gateway({"store": {"regions": {"eu": {"database": "telemetry_eu"}, "us": {"database": "telemetry_us"}}}})
+
+    def bare_sql(*args: str) -> subprocess.CompletedProcess:
+        # No --config: a newcomer in the directory holding ./data.
+        return subprocess.run([sys.executable, "-m", "telemetry_gateway.gateway.cli", "sql", *args],
+                              capture_output=True, text=True, cwd=gw.workdir, timeout=120)
+
+    tables = bare_sql("--region", "eu", "--format", "CSV", "SHOW TABLES")
+    assert tables.returncode == 0, tables.stderr
+    assert {"metric_points", "log_records", "ingest_log"} <= set(tables.stdout.replace('"', "").split())
+    unqualified = bare_sql("--region", "us", "--format", "CSV", "SELECT currentDatabase(), count() FROM metric_points")
+    assert unqualified.stdout == '"telemetry_us",0\n', unqualified.stderr
+    unnamed = bare_sql("SELECT 1")
+    assert unnamed.returncode == 1 and "no region named 'default' (configured: eu, us)" in unnamed.stderr
+
+
+def test_sql_through_a_running_gateway_loads_neither_the_pipeline_nor_the_engine(start_gateway):
+    gw = start_gateway()
+    heavy = ("pyarrow", "pydantic", "chdb", "numpy", "pandas", "grpc", "aiohttp", "telemetry_gateway.gateway.pipeline")
+    probe = (
+        "import sys\n"
+        "from telemetry_gateway.gateway.cli import main\n"
+        f"try:\n    main(['sql', '--config', {str(gw.config_path)!r}, '--format', 'CSV', 'SELECT 41 + 1'])\n"
+        "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        f"print([m for m in {heavy!r} if m in sys.modules], file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "42\n"
+    assert result.stderr.strip() == "[]"

@@ -2,7 +2,7 @@
 
     probe.success          gauge 0/1
     probe.duration         gauge, s: the whole probe
-    probe.phase.duration   gauge, s, attribute `phase`: resolve, connect, tls, processing, transfer
+    probe.phase.duration   gauge, s, attribute `probe.phase`: resolve, connect, tls, processing, transfer
     probe.http.status_code gauge (HTTP probes)
 
 Every point carries `probe.target`, `probe.module`, `probe.kind` (http, tcp,
@@ -46,7 +46,7 @@ def add_probe(rows: PointRows, result: ProbeResult, service: str) -> None:
     rows.add(name="probe.success", kind="gauge", value=1.0 if result.success else 0.0, unit="1", attributes=attrs, **common)
     rows.add(name="probe.duration", kind="gauge", value=result.duration_s, unit="s", attributes=attrs, **common)
     for phase, seconds in sorted(result.phases.items()):
-        rows.add(name="probe.phase.duration", kind="gauge", value=seconds, unit="s", attributes={**attrs, "phase": phase}, **common)
+        rows.add(name="probe.phase.duration", kind="gauge", value=seconds, unit="s", attributes={**attrs, "probe.phase": phase}, **common)
     if result.status_code is not None:
         rows.add(name="probe.http.status_code", kind="gauge", value=float(result.status_code), unit="1", attributes=attrs, **common)
 

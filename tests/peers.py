@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.gateway_process import free_port
+from tests.gateway_process import ROOT, free_port
 
 
 def binary(name: str) -> str:
@@ -90,7 +90,6 @@ def prometheus(workdir: Path, scrape_targets: dict[str, list[str]], remote_write
     return Peer(argv, f"http://127.0.0.1:{port}/-/ready", workdir / "prometheus.log").wait_ready(60), port
 
 
-TESTDATA = Path(__file__).parent / "e2e" / "testdata"
 
 
 def snmp_agent(workdir: Path) -> tuple[subprocess.Popen, int]:
@@ -105,6 +104,6 @@ def snmp_agent(workdir: Path) -> tuple[subprocess.Popen, int]:
 
 def snmp_exporter(workdir: Path) -> tuple[Peer, int]:
     port = free_port()
-    argv = [binary("prometheus-snmp-exporter"), f"--config.file={TESTDATA / 'snmp_if_mib.yml'}",
+    argv = [binary("prometheus-snmp-exporter"), f"--config.file={ROOT / 'deploy' / 'snmp.yml'}",
             f"--web.listen-address=127.0.0.1:{port}"]
     return Peer(argv, f"http://127.0.0.1:{port}/metrics", workdir / "snmp_exporter.log").wait_ready(), port

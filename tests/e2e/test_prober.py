@@ -36,7 +36,7 @@ def test_http_and_tcp_probes(start_gateway):
     }
     codes = {r["target"]: r["v"] for r in gw.rows(query.format(name="probe.http.status_code"))}
     assert codes == {f"http://127.0.0.1:{admin}/healthz": 200, f"http://127.0.0.1:{admin}/missing": 404}
-    phases = gw.rows("SELECT DISTINCT attributes['phase'] AS p FROM telemetry.metric_points WHERE metric_name = "
+    phases = gw.rows("SELECT DISTINCT attributes['probe.phase'] AS p FROM telemetry.metric_points WHERE metric_name = "
                      f"'probe.phase.duration' AND attributes['probe.target'] = 'http://127.0.0.1:{admin}/healthz' ORDER BY p")
     assert [r["p"] for r in phases] == ["connect", "processing", "resolve", "transfer"]
     [healthz] = gw.rows("SELECT attributes FROM telemetry.metric_points WHERE metric_name = 'probe.success' "

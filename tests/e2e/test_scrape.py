@@ -82,7 +82,7 @@ def test_scraping_real_node_exporter_and_blackbox_probes(start_gateway, tmp_path
         assert set(probes) == {"http", "tcp"} and all(r["v"] == 1 for r in probes.values())
         assert probes["http"]["attributes"] == {"probe.target": f"http://127.0.0.1:{admin_port}/healthz",
                                                 "probe.module": "http_2xx", "probe.kind": "http", "probe.location": "lab-1"}
-        phases = {r["attributes"]["phase"] for r in latest(gw, "probe.phase.duration", "attributes['probe.kind'] = 'http'")}
+        phases = {r["attributes"]["probe.phase"] for r in latest(gw, "probe.phase.duration", "attributes['probe.kind'] = 'http'")}
         assert {"resolve", "connect", "processing", "transfer"} <= phases
         [code] = latest(gw, "probe.http.status_code")
         assert code["v"] == 200

@@ -1,4 +1,4 @@
-"""The poller scraping a real snmp_exporter that walks a real snmpd (IF-MIB)."""
+"""The poller scraping a real snmp_exporter, with the module shipped in deploy/snmp.yml, walking a real snmpd."""
 
 from __future__ import annotations
 
@@ -30,8 +30,12 @@ def test_interface_counters_become_network_io(start_gateway, tmp_path):
         assert [r["dir"] for r in lo] == ["receive", "transmit"]
         assert all(r["kind"] == "sum" and r["unit"] == "By" and r["target"] == f"127.0.0.1:{agent_port}" for r in lo)
         assert lo[0]["v"] > 0
-        raw = gw.rows("SELECT DISTINCT attributes['ifName'] AS n FROM telemetry.metric_points WHERE metric_name = 'ifOperStatus'")
-        assert "lo" in {r["n"] for r in raw}
+        # Every metric of the shipped module arrives, labelled by interface name.
+        raw = gw.rows("SELECT metric_name AS m, groupUniqArray(attributes['ifName']) AS n FROM telemetry.metric_points "
+                      "WHERE has(mapKeys(attributes), 'ifIndex') GROUP BY m ORDER BY m")
+        assert [r["m"] for r in raw] == ["ifAdminStatus", "ifHCInOctets", "ifHCOutOctets", "ifHighSpeed", "ifInDiscards",
+                                         "ifInErrors", "ifOperStatus", "ifOutDiscards", "ifOutErrors"]
+        assert all("lo" in r["n"] for r in raw)
     finally:
         exporter.stop()
         agent.terminate()

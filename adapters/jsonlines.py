@@ -15,15 +15,13 @@ import math
 from datetime import datetime
 
 from telemetry_gateway.adapters.base import AdaptContext, AdaptResult, Outcome
-from telemetry_gateway.adapters.logrows import LogRows
+from telemetry_gateway.adapters.logrows import SEVERITY_NUMBERS, LogRows
 from telemetry_gateway.adapters.attributes import AttributeLimits, InvalidAttributes
 
 TIME_KEYS = ("timestamp", "time", "ts", "@timestamp")
 BODY_KEYS = ("message", "msg", "body", "log")
 LEVEL_KEYS = ("level", "severity", "lvl")
 SERVICE_KEYS = ("service", "service.name", "app")
-LEVELS = {"trace": 1, "debug": 5, "info": 9, "information": 9, "notice": 10, "warn": 13, "warning": 13,
-          "error": 17, "err": 17, "critical": 18, "crit": 18, "alert": 19, "fatal": 21, "emerg": 21, "panic": 21}
 
 
 def _pop(record: dict, keys: tuple[str, ...]):
@@ -82,7 +80,7 @@ def jsonlines_to_arrow(body: bytes, ctx: AdaptContext, limits: AttributeLimits =
         except InvalidAttributes as exc:
             outcome.reject("invalid_attributes", str(exc))
             continue
-        rows.add(time_ns=time_ns, observed_ns=ctx.received_ns, severity=LEVELS.get(level.lower(), 0),
+        rows.add(time_ns=time_ns, observed_ns=ctx.received_ns, severity=SEVERITY_NUMBERS.get(level.lower(), 0),
                  severity_text=level, body="" if body_value is None else _text(body_value),
                  attributes=attributes,
                  resource={"service.name": _text(service)} if service else {}, scope="jsonlines")

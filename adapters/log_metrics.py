@@ -4,13 +4,18 @@ A rule picks records (by service name, optionally) and parses each body with
 a regular expression of named groups. Per window of record time it counts the
 matching records as a delta sum named after the rule, labelled by the groups
 it lists (plus `status_class`, derived from a `status` group, `2xx`..`5xx`,
-and `severity`). Optionally it sums a numeric group (`<name>.<group>`, e.g.
+and `severity`, the OpenTelemetry short name: TRACE, DEBUG, INFO, WARN, ERROR,
+FATAL or UNSPECIFIED, from the record's severity number, or its text when the
+number is unset; so `warn`, `warning` and syslog's `warning` are one series). Optionally it sums a numeric group (`<name>.<group>`, e.g.
 bytes) and makes a delta histogram of a duration group (`<name>.duration`,
 in seconds after `duration_scale`).
 
 Presets cover the common formats: `nginx_access` / `apache_combined` (the
 combined log format, with an optional trailing request time) and
-`severity_by_service` (records per severity per service).
+`severity_by_service` (records per severity per service). The stock combined
+format has no request time, so it yields counts and bytes but no latency; a
+format that ends in `$request_time` (nginx, seconds) or `%D` (Apache,
+microseconds: `duration_scale: 1e-6`) adds `<name>.duration`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import pyarrow.compute as pc
 from telemetry_gateway.adapters.histogram import DurationHistogram
 from telemetry_gateway.adapters.attributes import AttributeSets
 from telemetry_gateway.adapters.base import Draft
+from telemetry_gateway.adapters.logrows import severity_name
 from telemetry_gateway.adapters.points import PointRows
 
 COMBINED = (r'^(?P<client>\S+) \S+ \S+ \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+)[^"]*" '
@@ -61,14 +67,14 @@ class _Cell:
     durations: DurationHistogram = field(default_factory=DurationHistogram)
 
 
-def _labels(rule: LogMetricRule, groups: dict[str, str], severity: str) -> tuple[tuple[str, str], ...]:
+def _labels(rule: LogMetricRule, groups: dict[str, str], severity: tuple[int, str]) -> tuple[tuple[str, str], ...]:
     out = []
     for label in rule.labels:
         if label == "status_class":
             status = groups.get("status") or ""
             out.append((label, f"{status[0]}xx" if status[:1].isdigit() else "unknown"))
         elif label == "severity":
-            out.append((label, severity or "unspecified"))
+            out.append((label, severity_name(*severity)))
         else:
             out.append((label, groups.get(label) or ""))
     return tuple(out)
@@ -81,7 +87,7 @@ def derive(rules: list[LogMetricRule], logs: pa.Table, sets: AttributeSets, wind
     window_ns = window_s * 10**9
     bodies = logs.column("body").to_pylist()
     services = logs.column("service_name").to_pylist()
-    severities = logs.column("severity_text").to_pylist()
+    severities = list(zip(logs.column("severity_number").to_pylist(), logs.column("severity_text").to_pylist()))
     event = pc.cast(logs.column("time"), pa.int64()).to_pylist()
     cells: dict[tuple, _Cell] = {}
     for rule in rules:

@@ -1,4 +1,5 @@
-"""A row builder for `log_records` shared by the text log adapters (syslog, JSON lines)."""
+"""A row builder for `log_records` shared by the text log adapters (syslog, JSON lines),
+and the OpenTelemetry severity scale they map to."""
 
 from __future__ import annotations
 
@@ -9,6 +10,23 @@ from telemetry_gateway.adapters.base import Draft
 from telemetry_gateway.adapters.columns import time_array, times
 from telemetry_gateway.adapters.attributes import service_name
 from telemetry_gateway.schema import LOGS
+
+# Level words senders use, to OpenTelemetry severity numbers (1-4 TRACE, 5-8 DEBUG, 9-12 INFO,
+# 13-16 WARN, 17-20 ERROR, 21-24 FATAL); syslog's keywords included.
+SEVERITY_NUMBERS = {
+    "trace": 1, "debug": 5, "info": 9, "information": 9, "informational": 9, "notice": 10, "warn": 13,
+    "warning": 13, "error": 17, "err": 17, "critical": 18, "crit": 18, "alert": 19, "fatal": 21, "emerg": 21,
+    "emergency": 21, "panic": 21,
+}
+SEVERITY_NAMES = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+
+
+def severity_name(number: int, text: str = "") -> str:
+    """The OpenTelemetry short name of a severity (INFO, WARN, ...): from the number when it is set,
+    else from the text; UNSPECIFIED when neither says."""
+    if not 1 <= number <= 24:
+        number = SEVERITY_NUMBERS.get((text or "").strip().lower(), 0)
+    return SEVERITY_NAMES[(number - 1) // 4] if number else "UNSPECIFIED"
 
 
 def _map(dicts: list[dict[str, str]]) -> pa.MapArray:

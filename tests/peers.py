@@ -91,7 +91,6 @@ def prometheus(workdir: Path, scrape_targets: dict[str, list[str]], remote_write
 
 
 
-
 def snmp_agent(workdir: Path) -> tuple[subprocess.Popen, int]:
     """snmpd answering community `public` on a loopback UDP port."""
     port = free_port()

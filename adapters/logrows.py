@@ -21,10 +21,10 @@ SEVERITY_NUMBERS = {
 SEVERITY_NAMES = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 
 
-def severity_name(number: int, text: str = "") -> str:
+def severity_name(number: int | None, text: str | None = "") -> str:
     """The OpenTelemetry short name of a severity (INFO, WARN, ...): from the number when it is set,
     else from the text; UNSPECIFIED when neither says."""
-    if not 1 <= number <= 24:
+    if not 1 <= (number or 0) <= 24:
         number = SEVERITY_NUMBERS.get((text or "").strip().lower(), 0)
     return SEVERITY_NAMES[(number - 1) // 4] if number else "UNSPECIFIED"
 

@@ -48,7 +48,8 @@ def log_row(work: Work, account: RequestAccount, region: str) -> dict:
     p = work.provenance
     stored: Counter = Counter()
     for batch in work.batches:
-        stored[batch.table.name] += batch.rows.num_rows
+        if not batch.hold:  # held RED points are counted when their window is written
+            stored[batch.table.name] += batch.rows.num_rows
     return {
         "received_time": p.received_ns, "tenant": p.tenant, "region": region, "format": p.format,
         "source_kind": p.source_kind, "source_id": p.source_id, "transport": p.caller.transport,

@@ -78,6 +78,9 @@ _PROVENANCE_FIELDS = tuple(f.name for f in fields(Provenance) if f.name != "call
 class Batch:
     """Rows of one table, with their provenance.
 
+    A batch is written to its table's store, or, with `hold`, kept durable in
+    the spool for a stage that consumes it later (RED windows).
+
     Small batches (a request's `ingest_log` row) may come as `records`, plain
     dicts, instead of Arrow `rows`: they are spooled as JSON and turned into
     Arrow once per insert, for all of a group together. An Arrow table of one
@@ -90,6 +93,11 @@ class Batch:
     provenance: Provenance
     size: int = 0  # bytes in the spool, once spooled
     records: list[dict] | None = None
+    # "red": rows the RED window stage holds until their window closes, durable in the spool but not
+    # written (`gateway.red_windows`); "" for rows on their way to the store.
+    hold: str = ""
+    # Ids of held batches this batch replaces: the spool finishes them when this one is durable.
+    consumes: tuple[str, ...] = ()
     _sized: tuple = field(default=(None, 0), repr=False, compare=False)  # (rows, their nbytes)
 
     @property

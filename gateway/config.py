@@ -124,9 +124,14 @@ class StoreConfig(Model):
 class ApmConfig(Model):
     """RED series from spans (OTLP traces, Zipkin)."""
 
-    # Distinct (service, operation, status class) keys; more fold into __overflow__.
-    max_series: int = Field(2000, gt=0)
+    # Distinct (operation, status class) keys per service; more fold into one overflow series.
+    max_series: int = Field(1000, gt=0)
+    # A key unseen for this long is forgotten, freeing its place in the service's budget.
+    series_idle_timeout: Seconds = 3600.0
     window: Seconds = 10.0
+    # A window is written this long after it ends, or after its last span arrived if later;
+    # spans for a window already written make a second row flagged `late`.
+    lateness: Seconds = 30.0
     # Also keep every span (OTLP, Zipkin) in the `spans` table (RED series are always derived).
     store_spans: bool = False
 

@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from google.protobuf.message import DecodeError
 
+from telemetry_gateway.adapters.apm.red import SeriesLimiter
 from telemetry_gateway.adapters.attributes import AttributeLimits, AttributeSets
 from telemetry_gateway.adapters.base import AcceptWindow, AdaptContext
 from telemetry_gateway.adapters.log_metrics import LogMetricRule
@@ -48,6 +49,8 @@ from telemetry_gateway.gateway.errors import BadRequest, GatewayError
 from telemetry_gateway.gateway.finalize import Finalizer
 from telemetry_gateway.gateway.memory import MemoryLimiter
 from telemetry_gateway.gateway.ratelog import RateLimitedLog
+from telemetry_gateway.gateway.red_windows import HOLD as RED_HOLD
+from telemetry_gateway.gateway.red_windows import RedWindows
 from telemetry_gateway.gateway.report import IngestReport
 from telemetry_gateway.gateway.retry import RetryPolicy
 from telemetry_gateway.gateway.router import RegionRouter
@@ -80,6 +83,11 @@ class IngestPipeline:
         self.sink = SpoolStoreSink(stores, self.spool, self.dead_letters, _writer_settings(config), telemetry,
                                    limits.retry_after)
         self.memory = MemoryLimiter(limits.max_memory_mib << 20, limits.retry_after, lambda: self.sink.queued_bytes)
+        # RED points wait for their window to close only where they can wait durably (the spool).
+        self.red = RedWindows(self.sink, telemetry, config.apm.lateness) if self.sink.holds else None
+        if self.red is not None:
+            self.sink.hold_for(RED_HOLD, self.red.add)
+        self._red_task: asyncio.Task | None = None
         self._adapter = ThreadPoolExecutor(1, thread_name_prefix="adapter")
         self._errors = RateLimitedLog(log)
 
@@ -93,7 +101,9 @@ class IngestPipeline:
         sets = AttributeSets(names=Names(n.metric_names, n.attribute_names),
                              limits=AttributeLimits(c.limits.max_attributes, c.limits.max_attribute_length))
         window_s = int(c.apm.window)
-        chain: list[stages.Stage] = [stages.RedSeries(self.finalizer, sets, c.apm.max_series, window_s)]
+        limiter = SeriesLimiter(c.apm.max_series, c.apm.series_idle_timeout)
+        hold = RED_HOLD if self.red is not None else ""
+        chain: list[stages.Stage] = [stages.RedSeries(self.finalizer, sets, limiter, window_s, hold)]
         if c.apm.store_spans:
             chain.append(stages.SpanRows(self.finalizer, sets))
         if self.log_rules:
@@ -105,6 +115,8 @@ class IngestPipeline:
 
     def start(self) -> None:
         self.sink.start()
+        if self.red is not None:
+            self._red_task = asyncio.get_running_loop().create_task(self.red.run(), name="red-windows")
 
     def health(self) -> list[str]:
         """Why data is not being stored; empty when all of it makes progress."""
@@ -189,7 +201,11 @@ class IngestPipeline:
         return provenance.batch_id
 
     async def drain(self) -> None:
-        """Store what is queued within the drain timeout (runs while receivers drain)."""
+        """Store what is queued within the drain timeout (runs while receivers drain). RED windows
+        still open stay held in the spool, and are written after the next start."""
+        if self._red_task is not None:
+            self._red_task.cancel()
+            await self.red.close_due()
         await self.sink.drain(self.config.shutdown.drain_timeout)
 
     async def close(self) -> None:

@@ -17,7 +17,7 @@ import asyncio
 import logging
 from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Callable, Protocol
 
 from telemetry_gateway.gateway.batch import Batch
 from telemetry_gateway.gateway.deadletter import DeadLetters
@@ -34,6 +34,13 @@ log = logging.getLogger(__name__)
 class Sink(Protocol):
     def start(self) -> None:
         """Begin delivering, starting with what an earlier run left behind."""
+
+    def hold_for(self, name: str, consume: Callable[[Batch], None]) -> None:
+        """Deliver batches held under `name` to `consume` instead of a store (before `start`)."""
+
+    @property
+    def holds(self) -> bool:
+        """Whether held batches are durable (a spool), so a stage may hold rows across requests."""
 
     async def keep(self, batches: list[Batch]) -> None:
         """Return once every batch is safe; raise (keeping none) when that cannot be promised."""
@@ -64,6 +71,11 @@ class SpoolStoreSink:
         self.writers: dict[tuple[str, str], TableWriter] = {}
         self._executors: list[ThreadPoolExecutor] = []
         self._closed = False
+        self._holders: dict[str, Callable[[Batch], None]] = {}
+
+    def hold_for(self, name: str, consume: Callable[[Batch], None]) -> None:
+        """Batches with `hold == name` go to `consume` once durable (and on replay), not to a writer."""
+        self._holders[name] = consume
 
     def start(self) -> None:
         """Start writers, then hand them what the spool still holds."""
@@ -89,7 +101,7 @@ class SpoolStoreSink:
         for intent, batches in recovery.intents:
             self._writer_for(intent.region, intent.table).replay(intent, batches)
         for batch in recovery.batches:
-            self._writer_for(batch.region, batch.table.name).submit(batch)
+            self._destination(batch)(batch)
         replayed = len(recovery.batches) + sum(len(b) for _, b in recovery.intents)
         self.metrics.replayed.inc(replayed)
         if replayed or recovery.damage:
@@ -125,13 +137,21 @@ class SpoolStoreSink:
         if short:
             raise Throttled(short, self.retry_after_s)
 
+    @property
+    def holds(self) -> bool:
+        return self.spool is not None
+
+    def _destination(self, batch: Batch) -> Callable[[Batch], None]:
+        if batch.hold:
+            return self._holders[batch.hold]
+        return self._writer_for(batch.region, batch.table.name).submit
+
     async def _keep(self, batch: Batch) -> None:
-        writer = self.writers[(batch.region, batch.table.name)]
         if self.spool is None:
-            await writer.write(batch)
+            await self.writers[(batch.region, batch.table.name)].write(batch)
             return
         try:
-            await self.spool.append_batch(batch, writer.submit, check_room=False)
+            await self.spool.append_batch(batch, self._destination(batch), check_room=False)
         except OSError as exc:
             log.error("spool write failed: %s", exc)
             raise StoreUnavailable(f"the spool could not be written: {exc}") from None

@@ -25,6 +25,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from telemetry_gateway.adapters.apm.red import SeriesLimiter, red_rows
 from telemetry_gateway.adapters.attributes import AttributeSets
 from telemetry_gateway.adapters.base import AdaptContext, AdaptResult, Draft, Outcome
@@ -67,15 +70,23 @@ class Stage(Protocol):
 
 
 class RedSeries:
-    """Request, error and duration series from spans (`adapters.apm.red`)."""
+    """Request, error and duration series from spans (`adapters.apm.red`).
+
+    With `hold` (the spool is on), a request's points are held, one batch per
+    window, for `gateway.red_windows` to merge with other requests' and write
+    when the window closes; they are counted as derived then. Without it they
+    are written at once, one row per request and window.
+    """
 
     name = "red_series"
 
-    def __init__(self, finalizer: Finalizer, sets: AttributeSets, max_series: int, window_s: int) -> None:
+    def __init__(self, finalizer: Finalizer, sets: AttributeSets, limiter: SeriesLimiter, window_s: int,
+                 hold: str = "") -> None:
         self.finalizer = finalizer
         self.sets = sets
-        self.limiter = SeriesLimiter(max_series)
+        self.limiter = limiter
         self.window_s = window_s
+        self.hold = hold
 
     def process(self, work: Work) -> None:
         if work.spans is None:
@@ -84,7 +95,17 @@ class RedSeries:
         draft = red_rows(work.spans, work.context, self.limiter, self.sets, work.outcome, self.window_s)
         work.accepted = len(work.spans) - (work.outcome.rejected_count - refused)
         rows = self.finalizer.finish(draft, work.provenance, Outcome())
-        work.add_derived(self.name, Batch(POINTS, rows, work.provenance))
+        if not self.hold:
+            work.add_derived(self.name, Batch(POINTS, rows, work.provenance))
+            return
+        for window in _by_window(rows):
+            work.batches.append(Batch(POINTS, window, work.provenance.derived(), hold=self.hold))
+
+
+def _by_window(rows: pa.Table) -> list[pa.Table]:
+    """RED rows split by window end (their `time`)."""
+    ends = pc.cast(rows.column("time"), pa.int64())
+    return [rows.filter(pc.equal(ends, end)) for end in pc.unique(ends).to_pylist()]
 
 
 class SpanRows:

@@ -46,6 +46,8 @@ class GatewayProcess:
             }},
             "store": {"path": str(workdir / "data"), "batch": {"max_delay": "50ms", "ingest_log_max_delay": "50ms"}},
             "admin": {"endpoint": f"127.0.0.1:{self.admin_port}"},
+            # RED windows are written this long after their last span (30 s as shipped): tests would wait.
+            "apm": {"lateness": "300ms"},
         }
         self.config = deep_merge(config, overrides or {})
         otlp = self.config["receivers"]["otlp"]

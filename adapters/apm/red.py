@@ -13,10 +13,18 @@ as delta sums and a delta histogram:
     apm.request.duration  histogram, delta, unit s
 
 A point keeps up to three exemplar trace ids (the slowest span, then errors).
-Past `max_series` distinct (service, operation, status class) keys, new keys
-fold into operation `__overflow__` with attribute `otel.metric.overflow=true`
-and the quality flag `cardinality_overflow`, the OpenTelemetry convention.
-Spans themselves are not stored.
+
+Cardinality: each service may have `max_series` (operation, status class)
+keys; a key not seen for `idle_s` is forgotten, so a service's budget frees
+up as operations go quiet. Past the budget, a service's new keys fold into
+one overflow series per service, the OpenTelemetry SDK's shape: no operation
+or status class, only the attribute `otel.metric.overflow=true`, and the
+quality flag `cardinality_overflow` (its requests and errors still count).
+Spans themselves are not stored here.
+
+This module aggregates one request's spans. Across requests, the gateway
+merges the points of each (series, window) before they are written
+(`gateway.red_windows`).
 """
 
 from __future__ import annotations
@@ -66,19 +74,30 @@ class _Cell:
 
 
 class SeriesLimiter:
-    """Distinct keys seen; past the limit new keys fold into one overflow key."""
+    """Per service, the (operation, status class) keys seen and when last; past `max_series` a new key
+    is refused (it folds into the overflow series) unless idle keys can be forgotten to make room."""
 
-    def __init__(self, max_series: int) -> None:
+    def __init__(self, max_series: int, idle_s: float = 3600.0) -> None:
         self.max_series = max_series
-        self.seen: set[tuple[str, str, str]] = set()
+        self.idle_ns = int(idle_s * 1e9)
+        self.services: dict[str, dict[tuple[str, str], int]] = {}
+        self._next_sweep: dict[str, int] = {}
 
-    def admit(self, key: tuple[str, str, str]) -> bool:
-        if key in self.seen:
+    def admit(self, service: str, key: tuple[str, str], now_ns: int) -> bool:
+        keys = self.services.setdefault(service, {})
+        if key in keys or len(keys) < self.max_series or self._sweep(service, keys, now_ns):
+            keys[key] = now_ns
             return True
-        if len(self.seen) >= self.max_series:
+        return False
+
+    def _sweep(self, service: str, keys: dict, now_ns: int) -> bool:
+        """Forget idle keys; at most once per tenth of the idle time, so a flood of new keys costs no scans."""
+        if now_ns < self._next_sweep.get(service, 0):
             return False
-        self.seen.add(key)
-        return True
+        self._next_sweep[service] = now_ns + self.idle_ns // 10
+        for key in [k for k, seen in keys.items() if seen < now_ns - self.idle_ns]:
+            del keys[key]
+        return len(keys) < self.max_series
 
 
 def red_rows(facts: list[SpanFact], ctx: AdaptContext, limiter: SeriesLimiter, sets: AttributeSets, outcome: Outcome,
@@ -95,10 +114,8 @@ def red_rows(facts: list[SpanFact], ctx: AdaptContext, limiter: SeriesLimiter, s
         if not oldest <= f.end_ns <= newest:
             outcome.reject("too_old" if f.end_ns < oldest else "too_far_ahead", "span end time is outside the accept window")
             continue
-        key = (f.service, f.operation, f.status_class)
-        overflow = not limiter.admit(key)
-        if overflow:
-            key = (f.service, OVERFLOW, f.status_class)
+        overflow = not limiter.admit(f.service, (f.operation, f.status_class), ctx.received_ns)
+        key = (f.service, OVERFLOW, OVERFLOW) if overflow else (f.service, f.operation, f.status_class)
         window = f.end_ns // window_ns * window_ns
         cell = cells.setdefault((key, window, overflow), _Cell())
         seconds = (f.end_ns - f.start_ns) / 1e9
@@ -117,9 +134,7 @@ def red_rows(facts: list[SpanFact], ctx: AdaptContext, limiter: SeriesLimiter, s
 
 def _add_cell(rows: PointRows, service: str, operation: str, status: str, start: int, end: int,
               overflow: bool, cell: _Cell) -> None:
-    attributes = {"operation": operation, "status_class": status}
-    if overflow:
-        attributes["otel.metric.overflow"] = "true"
+    attributes = {"otel.metric.overflow": "true"} if overflow else {"operation": operation, "status_class": status}
     exemplars = [t for t in dict.fromkeys([cell.slowest[1], *cell.error_traces]) if t][:3]
     common = dict(time_ns=end, start_ns=start, attributes=attributes, resource={"service.name": service},
                   temporality="delta", scope=("telemetry-gateway/apm", "1"), exemplars=exemplars)

@@ -13,17 +13,22 @@ Rules
    INTENT without DONE is inserted again with the same token and the same
    batches, so a crash between insert and DONE stores the rows once
    (ClickHouse drops the repeated token). DATA in no INTENT is queued again.
-3. DONE says how the group ended: `stored`, `dead_letter` (its rows are in
+3. A DATA record may be held (`"hold": "red"`): rows a stage keeps until it
+   can write them (RED windows still open). It is not written; on start it is
+   handed back to that stage. A DATA record that lists held batches in
+   `consumes` (the written window) finishes them once it is durable, in the
+   same record, so a crash either keeps both or the held ones alone.
+4. DONE says how the group ended: `stored`, `dead_letter` (its rows are in
    the dead-letter area) or `split` (the group was rejected and its batches
    were re-grouped by newer INTENTs, which decide their fate).
-4. Files are segments `segment-<n>.spool`, appended by one writer thread and
+5. Files are segments `segment-<n>.spool`, appended by one writer thread and
    never rewritten. A segment is deleted once it is sealed (a newer one
    exists) and every DATA and INTENT in it is done. Start-up opens a new
    segment, so recovery never writes into an old one except to cut its torn
    tail.
-5. Record framing and checksums are in `gateway.spool.records`; damaged bytes
+6. Record framing and checksums are in `gateway.spool.records`; damaged bytes
    are skipped and reported, intact records around them are kept.
-6. New data waits (clients are throttled) while the disk is within a reserve of
+7. New data waits (clients are throttled) while the disk is within a reserve of
    full, so INTENT and DONE records always fit. A failed write or fsync fails
    the appends of that round (their clients retry); the writer thread goes on.
 
@@ -153,16 +158,19 @@ class Spool:
         batches: dict[str, tuple[int, Batch]] = {}
         intents: dict[str, tuple[int, Intent]] = {}
         outcomes: dict[str, str] = {}
+        consumed: set[str] = set()
         for number, record in records:
             meta = record.meta
             if record.kind == DATA:
                 batch = _batch_of(meta, record.payload)
                 batches[batch.batch_id] = (number, batch)
+                consumed.update(batch.consumes)
             elif record.kind == INTENT:
                 intents[meta["token"]] = (number, Intent(meta["token"], meta["region"], meta["table"], meta["batch_ids"]))
             elif record.kind == DONE:
                 outcomes[meta["token"]] = meta["outcome"]
         finished = {b for t, (_, i) in intents.items() if outcomes.get(t) in ("stored", "dead_letter") for b in i.batch_ids}
+        finished |= consumed
         claimed: set[str] = set()
         for token, (number, intent) in intents.items():
             if token in outcomes:
@@ -221,6 +229,10 @@ class Spool:
         def written(number: int, size: int) -> None:
             batch.size = size
             self._track_batch(number, batch)
+            if batch.consumes:
+                for batch_id in batch.consumes:
+                    self._finish_batch(batch_id)
+                self._delete_finished()
             on_durable(batch)
 
         await self._submit("data", batch, self.fsync == "batch", written)
@@ -337,6 +349,10 @@ class Spool:
         if op == "data":
             meta = {"batch_id": item.batch_id, "region": item.region, "table": item.table.name, "rows": item.num_rows,
                     "provenance": item.provenance.to_meta()}
+            if item.hold:
+                meta["hold"] = item.hold
+            if item.consumes:
+                meta["consumes"] = list(item.consumes)
             if item.records is not None:
                 payload = json.dumps(item.records, separators=(",", ":")).encode()
                 meta["encoding"] = "json"
@@ -407,6 +423,7 @@ def _settle(future: asyncio.Future, outcome, written) -> None:
 def _batch_of(meta: dict, payload: bytes) -> Batch:
     provenance = Provenance.from_meta(meta, meta["region"], meta["batch_id"])
     table = table_named(meta["table"])
+    extra = {"hold": meta.get("hold", ""), "consumes": tuple(meta.get("consumes", ()))}
     if meta.get("encoding") == "json":
-        return Batch(table, None, provenance, meta.get("size", 0), records=json.loads(payload))
-    return Batch(table, from_ipc(payload), provenance, meta.get("size", 0))
+        return Batch(table, None, provenance, meta.get("size", 0), records=json.loads(payload), **extra)
+    return Batch(table, from_ipc(payload), provenance, meta.get("size", 0), **extra)

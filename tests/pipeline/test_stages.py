@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pyarrow as pa
 
+from telemetry_gateway.adapters.apm.red import SeriesLimiter, SpanFact
 from telemetry_gateway.adapters.attributes import AttributeSets
 from telemetry_gateway.adapters.base import AcceptWindow, AdaptContext, Outcome
 from telemetry_gateway.adapters.log_metrics import LogMetricRule
@@ -15,6 +16,7 @@ from telemetry_gateway.adapters.points import PointRows
 from telemetry_gateway.gateway import accounting, stages
 from telemetry_gateway.gateway.batch import Batch, Caller, Provenance
 from telemetry_gateway.gateway.finalize import Finalizer
+from telemetry_gateway.gateway.red_windows import RedWindows, WindowKey, window_batch
 from telemetry_gateway.gateway.router import RegionRouter
 from telemetry_gateway.schema import INGEST_LOG, LOGS, POINTS, arrow_schema
 
@@ -112,14 +114,99 @@ def test_the_chain_derives_log_metrics_and_normalizes_them_like_any_points(tmp_p
 
 
 def test_red_series_counts_spans_as_accepted_and_refuses_with_codes():
-    from telemetry_gateway.adapters.apm.red import SpanFact
-
     facts = [SpanFact("svc", "/a", "2xx", False, NOW - 2 * NS, NOW - NS, "01" * 16),
              SpanFact("svc", "/a", "2xx", False, NOW - 2 * NS, 0, "02" * 16)]
     work = stages.Work(provenance(), AdaptContext(NOW, FINALIZER.window), Outcome(), spans=facts)
-    stages.RedSeries(FINALIZER, AttributeSets(), 100, 10).process(work)
+    stages.RedSeries(FINALIZER, AttributeSets(), SeriesLimiter(100), 10).process(work)
     assert work.accepted == 1 and work.outcome.by_code() == {"invalid_span": 1}
     assert work.derived == {("red_series", "metric_points"): 3}
+
+
+def test_held_red_points_are_one_batch_per_window_and_not_counted_as_stored():
+    facts = [SpanFact("svc", "/a", "2xx", False, NOW - 30 * NS, NOW - 25 * NS, "01" * 16),
+             SpanFact("svc", "/a", "2xx", False, NOW - 30 * NS, NOW - 24 * NS, "02" * 16),
+             SpanFact("svc", "/a", "2xx", False, NOW - 9 * NS, NOW - 5 * NS, "03" * 16)]
+    work = stages.Work(provenance("acme"), AdaptContext(NOW, FINALIZER.window), Outcome(), spans=facts)
+    stages.RedSeries(FINALIZER, AttributeSets(), SeriesLimiter(100), 10, hold="red").process(work)
+    assert work.derived == {} and work.accepted == 3
+    assert sorted(b.rows.column("time").cast(pa.int64()).to_pylist()[0] for b in work.batches) == [NOW - 20 * NS, NOW]
+    assert all(b.hold == "red" and b.num_rows == 3 for b in work.batches)
+    assert len({b.batch_id for b in work.batches} | {work.provenance.batch_id}) == 3
+    row = accounting.log_row(work, accounting.RequestAccount.of(work), "default")
+    assert row["stored_rows"] == {} and row["accepted"] == 3
+
+
+def held(requests: list[list[SpanFact]], tenant: str = "acme") -> list[Batch]:
+    out = []
+    sets, limiter = AttributeSets(), SeriesLimiter(100)
+    for facts in requests:
+        work = stages.Work(provenance(tenant), AdaptContext(NOW, FINALIZER.window), Outcome(), spans=facts)
+        stages.RedSeries(FINALIZER, sets, limiter, 10, hold="red").process(work)
+        out += [RegionRouter(["default"]).route(b) for b in work.batches]
+    return out
+
+
+def span(seconds: float, trace: str, status: str = "2xx", error: bool = False) -> SpanFact:
+    return SpanFact("svc", "/a", status, error, NOW - 5 * NS - int(seconds * NS), NOW - 5 * NS, trace)
+
+
+def test_a_window_merges_every_request_into_one_row_per_series():
+    requests = [[span(0.1, "01" * 16)], [span(2.0, "02" * 16)], [span(0.3, "03" * 16, "5xx", True)], [span(0.2, "04" * 16)]]
+    batches = held(requests)
+    key = WindowKey(NOW, "acme", "default", False)
+    merged = window_batch(key, batches)
+    assert set(merged.consumes) == {b.batch_id for b in batches} and merged.provenance.tenant == "acme"
+    rows = {(r["metric_name"], dict(r["attributes"])["status_class"]): r for r in merged.rows.to_pylist()}
+    assert len(merged.rows) == 6  # 3 metrics x 2 status classes, from 12 held rows
+    assert rows[("apm.requests", "2xx")]["value"] == 3 and rows[("apm.requests", "5xx")]["value"] == 1
+    assert rows[("apm.errors", "5xx")]["value"] == 1 and rows[("apm.errors", "2xx")]["value"] == 0
+    duration = rows[("apm.request.duration", "2xx")]
+    assert duration["count"] == 3 and abs(duration["sum"] - 2.3) < 1e-9 and (duration["min"], duration["max"]) == (0.1, 2.0)
+    assert sum(duration["bucket_counts"]) == 3
+    assert duration["exemplar_trace_ids"] == ["02" * 16, "04" * 16, "01" * 16]  # the slowest first
+    assert rows[("apm.requests", "2xx")]["exemplar_trace_ids"] == duration["exemplar_trace_ids"]
+    assert {r["batch_id"] for r in rows.values()} == {merged.batch_id}
+    assert all(r["quality_flags"] == [] for r in rows.values())
+    late = window_batch(WindowKey(NOW, "acme", "default", True), batches[:1])
+    assert {tuple(r["quality_flags"]) for r in late.rows.to_pylist()} == {("late",)}
+
+
+class KeptBatches:
+    """A sink that records what it is asked to keep (the store and spool are tested elsewhere)."""
+
+    holds = True
+
+    def __init__(self) -> None:
+        self.kept: list[Batch] = []
+
+    async def keep(self, batches: list[Batch]) -> None:
+        self.kept += batches
+
+
+def test_windows_close_after_lateness_from_their_end_or_their_last_arrival_and_late_ones_are_flagged():
+    import asyncio
+    import time
+
+    from telemetry_gateway.gateway.self_metrics import SelfMetrics
+
+    sink = KeptBatches()
+    windows = RedWindows(sink, SelfMetrics(), lateness_s=30)
+    for batch in held([[span(0.1, "01" * 16)], [span(0.2, "02" * 16)]]):
+        windows.add(batch)
+    [key] = windows.open
+    # The window ended at NOW (2027), after its spans arrived (today): due lateness after its end.
+    assert windows.due(NOW + 29 * NS) == [] and windows.due(NOW + 30 * NS) == [key]
+    assert asyncio.run(windows.close_due(NOW + 30 * NS)) == 1
+    assert [b.num_rows for b in sink.kept] == [3] and windows.open == {}
+    # Another request for the written window: its own row, flagged late.
+    windows.add(held([[span(0.3, "03" * 16)]])[0])
+    [late] = windows.open
+    assert late.late
+    # An old window (a replay) waits lateness after its last arrival, not its end.
+    arrived = time.time_ns()
+    old = WindowKey(arrived - 3600 * NS, "acme", "default", False)
+    windows.open[old] = type(windows.open[late])([], arrived)
+    assert old not in windows.due(arrived + 29 * NS) and old in windows.due(arrived + 30 * NS)
 
 
 def test_the_router_sets_region_on_the_batch_and_its_rows():

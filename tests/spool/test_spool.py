@@ -120,6 +120,27 @@ def test_stored_and_dead_lettered_groups_are_finished_but_split_ones_are_not(tmp
     assert spool.pending_bytes > 0
 
 
+def held(batch_id: str, *values: float) -> Batch:
+    b = batch(batch_id, *values)
+    b.hold = "red"
+    return b
+
+
+def test_held_batches_replay_held_until_a_durable_batch_consumes_them(tmp_path):
+    spool, _ = reopen(tmp_path)
+    asyncio.run(fill(spool, [held("aa01", 1.0), held("aa02", 2.0), batch("aa03", 3.0)]))
+    spool, recovery = reopen(tmp_path)
+    assert [(b.batch_id, b.hold) for b in recovery.batches] == [("aa01", "red"), ("aa02", "red"), ("aa03", "")]
+    # The written window and the end of the held batches it merges are one record.
+    window = batch("aa04", 3.0)
+    window.consumes = ("aa01", "aa02")
+    pending = spool.pending_bytes
+    asyncio.run(fill(spool, [window]))
+    assert spool.pending_bytes < pending + window.size  # aa01 and aa02 no longer count
+    spool, recovery = reopen(tmp_path)
+    assert [(b.batch_id, b.consumes) for b in recovery.batches] == [("aa03", ()), ("aa04", ("aa01", "aa02"))]
+
+
 def test_a_finished_spool_deletes_its_sealed_segments(tmp_path):
     spool, _ = reopen(tmp_path)
     asyncio.run(fill(spool, [batch("aa01", 1.0)], [(Intent("t0000001", "default", "metric_points", ["aa01"]), "stored")]))

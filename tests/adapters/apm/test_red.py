@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 from telemetry_gateway.adapters.apm import zipkin
-from telemetry_gateway.adapters.apm.red import OVERFLOW, SeriesLimiter, SpanFact, red_rows
+from telemetry_gateway.adapters.apm.red import SeriesLimiter, SpanFact, red_rows
 from telemetry_gateway.adapters.histogram import DURATION_BOUNDS
 from telemetry_gateway.adapters.attributes import AttributeSets
 from telemetry_gateway.adapters.base import Outcome
@@ -22,7 +22,7 @@ def fact(operation: str, status: str, seconds: float, error: bool = False, trace
 def rows_of(facts, limiter=None):
     ctx, outcome = context(NOW, source_kind="apm"), Outcome()
     result = finalized(red_rows(facts, ctx.adapt, limiter or SeriesLimiter(100), AttributeSets(), outcome), ctx, outcome)
-    return result, {(r["metric_name"], r["attributes"]["operation"], r["attributes"]["status_class"]): r
+    return result, {(r["metric_name"], r["attributes"].get("operation"), r["attributes"].get("status_class")): r
                     for r in plain_rows(result.table)}
 
 
@@ -52,15 +52,32 @@ def test_requests_errors_and_durations_per_operation_and_status_class():
     assert requests["service_name"] == "checkout" and requests["source_kind"] == "apm"
 
 
-def test_cardinality_past_the_limit_folds_into_one_overflow_series():
+def test_cardinality_past_the_limit_folds_into_one_overflow_series_per_service():
     limiter = SeriesLimiter(5)
-    _, rows = rows_of([fact(f"/item/{i}", "2xx", 0.01) for i in range(50)], limiter)
-    operations = {op for (_, op, _) in rows}
-    assert len(operations) == 6 and OVERFLOW in operations
-    overflow = rows[("apm.requests", OVERFLOW, "2xx")]
-    assert overflow["value"] == 45
-    assert overflow["attributes"]["otel.metric.overflow"] == "true"
-    assert overflow["quality_flags"] == ["cardinality_overflow"]
+    facts = [fact(f"/item/{i}", "2xx" if i % 2 else "5xx", 0.01, error=not i % 2) for i in range(50)]
+    other = SpanFact("search", "/q", "2xx", False, WINDOW_END - 2 * NS, WINDOW_END - NS, "cd" * 16)
+    result, _ = rows_of([*facts, other], limiter)
+    rows = plain_rows(result.table)
+    overflow = [r for r in rows if r["quality_flags"] == ["cardinality_overflow"]]
+    # One series per metric for the service, with only the overflow attribute; status classes fold in too.
+    assert sorted((r["metric_name"], r["service_name"]) for r in overflow) == [
+        ("apm.errors", "checkout"), ("apm.request.duration", "checkout"), ("apm.requests", "checkout")]
+    assert {tuple(r["attributes"].items()) for r in overflow} == {(("otel.metric.overflow", "true"),)}
+    values = {r["metric_name"]: r["value"] for r in overflow}
+    assert values["apm.requests"] == 45 and values["apm.errors"] == 22
+    # Another service has a budget of its own.
+    assert [r["value"] for r in rows if r["service_name"] == "search" and r["metric_name"] == "apm.requests"] == [1]
+
+
+def test_the_budget_is_per_service_and_idle_keys_are_forgotten():
+    limiter = SeriesLimiter(2, idle_s=60)
+    t = NOW
+    assert limiter.admit("a", ("/1", "ok"), t) and limiter.admit("a", ("/2", "ok"), t)
+    assert not limiter.admit("a", ("/3", "ok"), t + NS)            # full, and nothing idle yet
+    assert limiter.admit("b", ("/3", "ok"), t + NS)                # another service's budget
+    assert limiter.admit("a", ("/2", "ok"), t + 30 * NS)           # known keys stay, and stay fresh
+    assert limiter.admit("a", ("/3", "ok"), t + 61 * NS)           # /1 idle for 61 s: forgotten
+    assert set(limiter.services["a"]) == {("/2", "ok"), ("/3", "ok")}
 
 
 def test_zipkin_v2_spans():

@@ -48,6 +48,7 @@ class Gateway:
         self._token = secrets.token_urlsafe(32)
         self.admin = AdminServer(config.admin, self.pipeline, self._token)
         self._stopped = False
+        self._runtime_written = False  # only the gateway that wrote the admin details removes them
 
     def _build_services(self) -> list:
         """Every registered component's listeners and pollers; HTTP routes join the shared HTTP listener."""
@@ -81,6 +82,7 @@ class Gateway:
         write_private(self.runtime_dir / TOKEN_FILE, self._token)
         info = {"pid": os.getpid(), "admin": self.config.admin.endpoint}
         write_private(self.runtime_dir / RUNTIME_FILE, json.dumps(info))
+        self._runtime_written = True
         await self.admin.start()
         for service in self.services:
             await service.start()
@@ -99,7 +101,8 @@ class Gateway:
         await asyncio.gather(*(s.shutdown() for s in self.services if s not in self.pollers), self.pipeline.drain())
         await self.pipeline.close()
         await self.admin.shutdown()
-        for name in (TOKEN_FILE, RUNTIME_FILE):
+        # A gateway refused at start (the store is held by another) must not remove the holder's details.
+        for name in (TOKEN_FILE, RUNTIME_FILE) if self._runtime_written else ():
             (self.runtime_dir / name).unlink(missing_ok=True)
         await asyncio.to_thread(self.stores.close)
         log.info("stopped")

@@ -87,6 +87,8 @@ def test_a_second_gateway_on_the_same_store_is_refused(start_gateway, tmp_path):
     )
     assert result.returncode == 1
     assert "is in use by another process" in result.stderr
+    # The refused one left the running gateway's admin details alone: the CLI still reaches it.
+    assert sql(gw, "SELECT 7", "--format", "CSV").stdout == "7\n"
 
 
 def test_serve_refuses_a_store_written_by_a_newer_gateway(tmp_path):

@@ -60,7 +60,7 @@ from telemetry_gateway.gateway.spool.spool import Spool
 from telemetry_gateway.gateway.stages import Work
 from telemetry_gateway.gateway.store.regions import RegionStores
 from telemetry_gateway.gateway.store.writer import WriterSettings
-from telemetry_gateway.gateway.tenants import Tenants, TenantState
+from telemetry_gateway.gateway.tenants import SavedFamilies, Tenants, TenantState
 from telemetry_gateway.schema import conform
 
 NS = 1_000_000_000
@@ -77,6 +77,8 @@ class IngestPipeline:
         self.catalog = ServiceCatalog(config.normalize.service_catalog)
         self.log_rules = [LogMetricRule.build(**rule.model_dump()) for rule in config.log_metrics]
         self.tenants = Tenants(self._tenant_state)
+        self.families = SavedFamilies(config.store.path / "state" / "prometheus-metadata.json")
+        self._saver: asyncio.Task | None = None
         self.router = RegionRouter(list(config.store.regions))
         self.spool = _spool(config)
         self.dead_letters = DeadLetters(config.store.path / "deadletter")
@@ -111,12 +113,27 @@ class IngestPipeline:
         if n.units:
             chain.append(stages.Units())
         chain += [stages.CumulativeToDelta(n.cumulative_to_delta), stages.Catalog(self.catalog)]
-        return TenantState(tenant, sets, PrometheusMetadata(limits=sets.limits), stages.Chain(chain))
+        prometheus = PrometheusMetadata(limits=sets.limits, families=self.families.loaded.get(tenant))
+        return TenantState(tenant, sets, prometheus, stages.Chain(chain))
 
     def start(self) -> None:
         self.sink.start()
         if self.red is not None:
             self._red_task = asyncio.get_running_loop().create_task(self.red.run(), name="red-windows")
+        self._saver = asyncio.get_running_loop().create_task(self._save_families_every(5.0), name="save-families")
+
+    async def _save_families_every(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.save_families()
+            except OSError as exc:
+                self._errors.warning("save-families", "could not save Prometheus metadata: %s", exc)
+
+    async def save_families(self) -> None:
+        snapshot = await self._on_adapter_thread(SavedFamilies.snapshot, self.tenants.states())
+        if snapshot is not None:
+            await asyncio.to_thread(self.families.save, snapshot)
 
     def health(self) -> list[str]:
         """Why data is not being stored; empty when all of it makes progress."""
@@ -206,6 +223,9 @@ class IngestPipeline:
         if self._red_task is not None:
             self._red_task.cancel()
             await self.red.close_due()
+        if self._saver is not None:
+            self._saver.cancel()
+            await self.save_families()
         await self.sink.drain(self.config.shutdown.drain_timeout)
 
     async def close(self) -> None:

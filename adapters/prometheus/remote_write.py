@@ -26,9 +26,11 @@ decode_request = WriteRequest.FromString
 class PrometheusMetadata:
     """Family metadata from remote-write requests, and the decoded labels of series seen."""
 
-    def __init__(self, max_families: int = 100_000, max_series: int = 500_000, limits: AttributeLimits | None = None) -> None:
+    def __init__(self, max_families: int = 100_000, max_series: int = 500_000, limits: AttributeLimits | None = None,
+                 families: dict[str, FamilyInfo] | None = None) -> None:
         self.limits = limits or AttributeLimits()
-        self.families: dict[str, FamilyInfo] = {}
+        self.families: dict[str, FamilyInfo] = dict(families or {})
+        self.changed = False  # since the families were last saved (`gateway.pipeline` keeps them across restarts)
         self._max = max_families
         self.series: dict[tuple[bytes, ...], tuple[str, dict[str, str]]] = {}
         self._max_series = max_series
@@ -68,12 +70,40 @@ class PrometheusMetadata:
                 info = FamilyInfo(METRIC_TYPES.get(m.type, "unknown"), m.help.decode("utf-8"), m.unit.decode("utf-8"))
             except UnicodeDecodeError:
                 continue
-            if len(self.families) >= self._max and name not in self.families:
-                self.families.clear()
-            self.families[name] = info
+            self._set(name, info)
+
+    def _set(self, name: str, info: FamilyInfo) -> None:
+        if self.families.get(name) == info:
+            return
+        if len(self.families) >= self._max and name not in self.families:
+            self.families.clear()
+        self.families[name] = info
+        self.changed = True
+
+    def infer(self, name: str, labels: dict[str, str]) -> None:
+        """A family's type from its parts, until metadata says: `X_bucket{le}` makes X a histogram and a
+        `quantile` label a summary, so `X_count` and `X_sum` are typed as parts even if they come first."""
+        if name.endswith("_bucket") and "le" in labels:
+            family, kind = name[:-7], "histogram"
+        elif "quantile" in labels:
+            family, kind = name, "summary"
+        else:
+            return
+        if family not in self.families:
+            self._set(family, FamilyInfo(kind))
 
     def lookup(self, name: str) -> FamilyInfo | None:
         return self.families.get(name)
+
+
+def _infer_families(request, metadata: PrometheusMetadata) -> None:
+    """Before any sample is typed: a request's `_bucket` and quantile series type their families' parts."""
+    for series in request.timeseries:
+        try:
+            name, labels = metadata.labels_of(tuple(series.labels))
+        except ValueError:
+            continue  # refused, with its reason, when the samples are read
+        metadata.infer(name, labels)
 
 
 def _code(exc: ValueError) -> str:
@@ -84,6 +114,7 @@ def _code(exc: ValueError) -> str:
 
 def remote_write_to_arrow(request, metadata: PrometheusMetadata, sets: AttributeSets) -> AdaptResult:
     metadata.update(request.metadata)
+    _infer_families(request, metadata)
     names = sets.names
     outcome = Outcome()
     rows = PointRows(sets)

@@ -7,9 +7,13 @@ import time
 import urllib.parse
 import urllib.request
 
+import cramjam
 import pytest
 
+from telemetry_gateway.adapters.prometheus.prompb import WriteRequest
+from tests.durability.test_durability import wait_for
 from tests.peers import node_exporter, prometheus
+from tests.receivers.otlp_requests import post, unique
 
 pytestmark = pytest.mark.integration
 
@@ -95,3 +99,62 @@ def test_stored_series_match_what_prometheus_holds(gateway, tmp_path):
     finally:
         prom.stop()
         exporter.stop()
+
+
+PARTS = {  # Prometheus's own histogram and summary families, and what each part must stay
+    "prometheus_http_request_duration_seconds_bucket": ("sum", True),
+    "prometheus_http_request_duration_seconds_count": ("sum", True),
+    "prometheus_http_request_duration_seconds_sum": ("sum", False),
+    "go_gc_duration_seconds_count": ("sum", True),
+    "go_gc_duration_seconds_sum": ("sum", False),
+    "go_gc_duration_seconds": ("gauge", False),
+    "prometheus_http_requests_total": ("sum", True),
+}
+
+
+def test_histogram_and_summary_parts_keep_one_kind_across_a_gateway_restart(start_gateway, tmp_path):
+    gw = start_gateway()
+    # Metadata as Prometheus sends it by default: once a minute, so not again before this test ends.
+    prom, _ = prometheus(tmp_path, {"prometheus": ["SELF"]}, gw.http_url + "/api/v1/write", metadata_interval="1m")
+    try:
+        names = ", ".join(f"'{n}'" for n in PARTS)
+        query = ("SELECT metric_name AS m, series_id AS s, groupUniqArray((kind, is_monotonic)) AS kinds, "
+                 "min(received_time) < {t} AND max(received_time) > {t} AS spans_restart "
+                 f"FROM telemetry.metric_points WHERE metric_name IN ({names}) GROUP BY m, s")
+        assert wait_for(lambda: {r["m"] for r in gw.rows(query.format(t="now64(9)"))} >= set(PARTS), timeout=60)
+        time.sleep(3)
+        assert gw.stop() == 0
+        gw.start()
+        restarted = time.time_ns()
+        time.sleep(8)
+        rows = gw.rows(query.format(t=f"fromUnixTimestamp64Nano({restarted})"))
+    finally:
+        prom.stop()
+    assert {r["m"] for r in rows} == set(PARTS)
+    for r in rows:
+        assert [tuple(k) for k in r["kinds"]] == [PARTS[r["m"]]], r
+    assert sum(r["spans_restart"] for r in rows) >= len(PARTS)  # series stored before and after the restart
+
+
+def test_metadata_is_remembered_across_a_restart(start_gateway):
+    from tests.adapters.prometheus.test_remote_write import _series
+    from tests.receivers.test_remote_write import HEADERS as RW_HEADERS
+
+    gw = start_gateway()
+    job = unique("rwmeta")
+
+    def send(with_metadata: bool) -> None:
+        request = WriteRequest()
+        _series(request, "app_latency_seconds_count", 4, time.time_ns() // 10**6, test=job)
+        if with_metadata:
+            request.metadata.add(type=3, metric_family_name=b"app_latency_seconds", help=b"App latency.")
+        body = bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
+        assert post(gw.http_url, "/api/v1/write", body, RW_HEADERS)[0] == 204
+
+    send(True)
+    assert gw.stop() == 0  # SIGTERM saves what it knows
+    gw.start()
+    send(False)  # no metadata and no bucket series: only the saved metadata can type it
+    rows = gw.wait_rows(f"SELECT kind, is_monotonic AS mono, description AS d FROM telemetry.metric_points "
+                        f"WHERE attributes['test'] = '{job}'", 2)
+    assert rows == [{"kind": "sum", "mono": True, "d": "App latency."}] * 2

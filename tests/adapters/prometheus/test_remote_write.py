@@ -133,3 +133,18 @@ def test_a_label_with_an_empty_value_is_absent():
     _series(request, "node_disk_info", 1, 1_800_000_000_000, device="sdb")
     rows = plain_rows(adapt(request).table)
     assert [r["attributes"] for r in rows] == [{"device": "sda"}, {"device": "sdb"}]
+
+
+def test_a_bucket_or_quantile_series_types_its_family_parts_in_the_same_request_whatever_the_order():
+    request = WriteRequest()
+    _series(request, "rpc_seconds_count", 4, 1_800_000_000_000)
+    _series(request, "rpc_seconds_sum", 1.5, 1_800_000_000_000)
+    _series(request, "rpc_seconds_bucket", 4, 1_800_000_000_000, le="+Inf")
+    _series(request, "gc_seconds_count", 9, 1_800_000_000_000)
+    _series(request, "gc_seconds", 0.1, 1_800_000_000_000, quantile="0.5")
+    metadata = PrometheusMetadata()
+    rows = {r["metric_name"]: r for r in plain_rows(adapt(request, metadata).table)}
+    assert {n: (r["kind"], r["is_monotonic"]) for n, r in rows.items()} == {
+        "rpc_seconds_count": ("sum", True), "rpc_seconds_sum": ("sum", False), "rpc_seconds_bucket": ("sum", True),
+        "gc_seconds_count": ("sum", True), "gc_seconds": ("gauge", False)}
+    assert metadata.changed and set(metadata.families) == {"rpc_seconds", "gc_seconds"}

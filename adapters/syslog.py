@@ -5,7 +5,7 @@ RFC 3164: `<PRI>Mmm dd hh:mm:ss HOST TAG[PID]: MSG`; it has no year and no
 zone, so the receive time's year in UTC is assumed (the year before when that
 lands over a day in the future). The same framing with an RFC 3339 timestamp
 instead (`<PRI>2026-11-30T09:01:47.942126+00:00 HOST TAG: MSG`) is what
-rsyslog's `RSYSLOG_ForwardFormat` and syslog-ng's `ts-format(iso)` send; a
+rsyslog's `RSYSLOG_ForwardFormat` and syslog-ng with an `$ISODATE` template send; a
 timestamp without a zone is taken as UTC, and digits past microseconds are cut.
 
 Mapping: APP-NAME (or the 3164 TAG) is `service.name`, HOSTNAME `host.name`

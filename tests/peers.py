@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import subprocess
 import time
 import urllib.request
@@ -25,10 +27,10 @@ def binary(name: str) -> str:
 
 
 class Peer:
-    def __init__(self, argv: list[str], ready_url: str, log: Path) -> None:
+    def __init__(self, argv: list[str], ready_url: str, log: Path, env: dict | None = None) -> None:
         self.ready_url = ready_url
         self.log_path = log
-        self.proc = subprocess.Popen(argv, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(argv, stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env)
 
     def wait_ready(self, timeout: float = 30) -> "Peer":
         deadline = time.monotonic() + timeout
@@ -107,3 +109,38 @@ def snmp_exporter(workdir: Path) -> tuple[Peer, int]:
     argv = [binary("prometheus-snmp-exporter"), f"--config.file={ROOT / 'deploy' / 'snmp.yml'}",
             f"--web.listen-address=127.0.0.1:{port}"]
     return Peer(argv, f"http://127.0.0.1:{port}/metrics", workdir / "snmp_exporter.log").wait_ready(), port
+
+
+SYSLOG_NG = ROOT / ".peers" / "syslog-ng"  # extracted by deploy/setup-peers.sh: its package conflicts with rsyslog's
+
+
+def syslog_ng(workdir: Path, destinations: list[str]) -> tuple[Peer, int]:
+    """syslog-ng 3.38 taking RFC 3164 lines on a TCP port and forwarding them to each destination."""
+    binary_path = SYSLOG_NG / "usr" / "sbin" / "syslog-ng"
+    if not binary_path.exists():
+        raise RuntimeError(f"{binary_path} is missing; deploy/setup-peers.sh extracts it")
+    port = free_port()
+    libs = SYSLOG_NG / "usr" / "lib" / "syslog-ng"
+    names = [f"d{i}" for i in range(len(destinations))]
+    config = workdir / "syslog-ng.conf"
+    config.write_text(
+        "@version: 3.38\noptions { keep-hostname(yes); };\n"
+        f'source s_in {{ network(ip("127.0.0.1") port({port}) transport("tcp")); }};\n'
+        + "".join(f"destination {n} {{ {d} }};\n" for n, d in zip(names, destinations))
+        + "log { source(s_in); " + " ".join(f"destination({n});" for n in names) + " };\n")
+    argv = [str(binary_path), "-F", "-f", str(config), f"--module-path={libs / '3.38'}",
+            f"--persist-file={workdir / 'syslog-ng.persist'}", f"--pidfile={workdir / 'syslog-ng.pid'}",
+            f"--control={workdir / 'syslog-ng.ctl'}"]
+    env = {**os.environ, "LD_LIBRARY_PATH": str(libs)}
+    peer = Peer(argv, "", workdir / "syslog-ng.log", env)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if peer.proc.poll() is not None:
+            raise RuntimeError(f"syslog-ng exited:\n{peer.log_path.read_text(errors='replace')[-3000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return peer, port
+        except OSError:
+            time.sleep(0.1)
+    peer.stop()
+    raise TimeoutError("syslog-ng not listening")

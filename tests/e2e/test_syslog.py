@@ -123,3 +123,40 @@ def test_json_lines_over_http(gateway):
                                            "1 lines kept with a quality flag: time_from_received"}
     rows = gateway.wait_rows(f"SELECT body, severity_number, attributes FROM telemetry.log_records WHERE service_name = '{service}'", 1)
     assert rows == [{"body": "slow query", "severity_number": 13, "attributes": {"ms": "812"}}]
+
+
+def test_syslog_ng_forwards_its_stock_formats(start_gateway, tmp_path):
+    from tests.peers import syslog_ng
+
+    tcp_port, udp_port = free_port(), free_port()
+    gw = start_gateway({"receivers": {"syslog": {"tcp": {"enabled": True, "endpoint": f"127.0.0.1:{tcp_port}"},
+                                                 "udp": {"enabled": True, "endpoint": f"127.0.0.1:{udp_port}"}}}})
+    iso = 'template("<${PRI}>${ISODATE} ${HOST} ${MSGHDR}${MSG}\\n")'  # syslog-ng's way to ISO timestamps in 3164
+    destinations = {
+        "network-tcp": f'network("127.0.0.1" port({tcp_port}) transport("tcp") persist-name("a"));',
+        "network-udp": f'network("127.0.0.1" port({udp_port}) transport("udp") persist-name("b"));',
+        "iso-tcp": f'network("127.0.0.1" port({tcp_port}) transport("tcp") {iso} persist-name("c"));',
+        "syslog-tcp": f'syslog("127.0.0.1" port({tcp_port}) transport("tcp") persist-name("d"));',
+        "syslog-udp": f'syslog("127.0.0.1" port({udp_port}) transport("udp") persist-name("e"));',
+    }
+    peer, in_port = syslog_ng(tmp_path, list(destinations.values()))
+    app = unique("sng")
+    stamp = time.time() - 5
+    try:
+        with socket.create_connection(("127.0.0.1", in_port)) as sock:
+            for i, pri in enumerate((11, 12, 14)):
+                sent = time.strftime("%b %d %H:%M:%S", time.gmtime(stamp))
+                sock.sendall(f"<{pri}>{sent} web02 {app}[7]: shipment {i} sent\n".encode())
+        rows = gw.wait_rows(
+            "SELECT body, severity_text, attributes['syslog.format'] AS fmt, attributes['syslog.procid'] AS pid, "
+            "resource_attributes['host.name'] AS host, toUnixTimestamp(time) AS t FROM telemetry.log_records "
+            f"WHERE service_name = '{app}' ORDER BY body, fmt", 15, timeout=30)
+    finally:
+        peer.stop()
+    assert len(rows) == 15, peer.log_path.read_text()
+    assert [(r["body"], r["severity_text"]) for r in rows[::5]] == [
+        ("shipment 0 sent", "err"), ("shipment 1 sent", "warning"), ("shipment 2 sent", "info")]
+    assert sorted({r["fmt"] for r in rows}) == ["rfc3164", "rfc5424"]
+    assert {(r["host"], r["pid"]) for r in rows} == {("web02", "7")}
+    assert {r["t"] for r in rows} == {int(stamp)}
+    assert gw.metric("gateway_rejected_total") == 0

@@ -50,7 +50,7 @@ def test_rfc3164_in_the_future_means_last_year():
 @pytest.mark.parametrize("stamp, expected_ns", [
     # rsyslog's RSYSLOG_ForwardFormat: microseconds and a zone.
     ("2026-11-30T09:01:47.942126+00:00", 1796029307942126000),
-    # syslog-ng's ts-format(iso): whole seconds, a zone that is not UTC.
+    # syslog-ng's $ISODATE: whole seconds, here with a zone that is not UTC.
     ("2026-11-30T10:01:47+01:00", 1796029307 * NS),
     ("2026-11-30T09:01:47Z", 1796029307 * NS),
     ("2026-11-30T09:01:47.5Z", 1796029307500000000),

@@ -92,9 +92,9 @@ class RedWindows:
 
     async def _close(self, key: WindowKey) -> bool:
         entry = self.open.pop(key)
-        batch = window_batch(key, entry.batches)
+        batches = self._merged(key, entry.batches)
         try:
-            await self.sink.keep([batch])
+            await self.sink.keep(batches)
         except GatewayError as exc:  # the spool is full or failing: the held batches stay, retried next tick
             back = self.open.setdefault(key, _Open(last_arrival_ns=entry.last_arrival_ns))
             back.batches[:0] = entry.batches
@@ -102,8 +102,17 @@ class RedWindows:
                                  key.tenant, exc)
             return False
         self.written[(key.tenant, key.region, key.end_ns)] = time.time_ns()
-        self.telemetry.derived(batch.provenance.format, key.tenant, "red_series", POINTS.name, batch.num_rows)
+        for batch in batches:
+            self.telemetry.derived(batch.provenance.format, key.tenant, "red_series", POINTS.name, batch.num_rows)
         return True
+
+    def _merged(self, key: WindowKey, held: list[Batch]) -> list[Batch]:
+        try:
+            return [window_batch(key, held)]
+        except Exception:  # a bug in merging must not lose spans: write the held points as they are
+            self._errors.log(logging.ERROR, "merge", "merging a RED window failed; writing its %d batches unmerged",
+                             len(held), exc_info=True)
+            return [Batch(POINTS, b.rows, b.provenance.derived(), consumes=(b.batch_id,)) for b in held]
 
     def _forget_written(self, now_ns: int) -> None:
         for k in [k for k, at in self.written.items() if at < now_ns - _WRITTEN_MEMORY_NS]:

@@ -251,3 +251,23 @@ def test_provenance_survives_the_spool_meta_and_old_records_still_load():
     assert Provenance.from_meta({"provenance": p.to_meta()}, "eu", "c" * 32) == p
     old = Provenance.from_meta({"batch_id": "d" * 32, "region": "us", "table": "metric_points"}, "us", "d" * 32)
     assert (old.batch_id, old.region, old.tenant, old.caller.transport) == ("d" * 32, "us", "default", "spool")
+
+
+def test_a_window_that_cannot_be_merged_is_written_unmerged_not_lost(monkeypatch):
+    import asyncio
+
+    from telemetry_gateway.gateway import red_windows
+    from telemetry_gateway.gateway.self_metrics import SelfMetrics
+
+    def broken(key, held):
+        raise ValueError("a merge bug")
+
+    monkeypatch.setattr(red_windows, "window_batch", broken)
+    sink = KeptBatches()
+    windows = RedWindows(sink, SelfMetrics(), lateness_s=30)
+    batches = held([[span(0.1, "01" * 16)], [span(0.2, "02" * 16)]])
+    for batch in batches:
+        windows.add(batch)
+    assert asyncio.run(windows.close_due(NOW + 31 * NS)) == 1
+    assert [b.consumes for b in sink.kept] == [(b.batch_id,) for b in batches]
+    assert [b.rows for b in sink.kept] == [b.rows for b in batches] and windows.open == {}

@@ -22,10 +22,10 @@ def test_text_format_keeps_counter_names_as_exposed_and_sample_timestamps():
         ("http_requests_total", {"code": "200"}, 5.0, 1_700_000_000_123),
         ("temp", {}, 21.5, 1_800_000_000_000),
     ]
-    assert scraped.families["http_requests"].type == "counter" and scraped.families["temp"].type == "gauge"
+    assert scraped.families["http_requests_total"].type == "counter" and scraped.families["temp"].type == "gauge"
 
 
-def test_openmetrics_is_parsed_with_its_own_parser():
+def test_openmetrics_is_parsed_with_its_own_rules():
     body = "# TYPE x_seconds counter\n# UNIT x_seconds seconds\n# HELP x_seconds help\nx_seconds_total 3\n# EOF\n"
     scraped = parse(body, "application/openmetrics-text; version=1.0.0", 1)
     [sample] = scraped.samples

@@ -7,7 +7,7 @@ target (a scrape over it fails whole), `up`, `scrape_duration_seconds` and
 semantics (off: a clashing scraped label becomes `exported_<name>`), and
 staleness markers for series that vanish from a target or with the target.
 Targets come from the config and from file_sd files, re-read when they
-change. Parsing uses prometheus_client's parsers.
+change. Pages are parsed by `adapters.prometheus.exposition`.
 """
 
 from __future__ import annotations
@@ -17,18 +17,17 @@ import hashlib
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlparse
 
 import aiohttp
 import yaml
-from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
-from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from telemetry_gateway.adapters.points import stale_marker
 from telemetry_gateway.adapters.probes import add_probe, add_snmp_interfaces, from_blackbox
+from telemetry_gateway.adapters.prometheus.exposition import Exposition, InvalidExposition, parse_exposition
 from telemetry_gateway.adapters.prometheus.families import FamilyInfo, Sample
 from telemetry_gateway.gateway.batch import Caller
 from telemetry_gateway.gateway.components.samples import Samples
@@ -61,38 +60,17 @@ class ScrapeFailed(Exception):
     pass
 
 
-@dataclass
-class _Scraped:
-    samples: list[Sample] = field(default_factory=list)
-    families: dict[str, FamilyInfo] = field(default_factory=dict)
-
-
-def _declared_counters(body: str) -> set[str]:
-    """Counter names as the text format declares them (`# TYPE x counter`)."""
-    return {line.split()[2] for line in body.splitlines()
-            if line.startswith("# TYPE ") and line.split()[3:4] == ["counter"]}
-
-
-def parse(body: str, content_type: str, scrape_ms: int) -> _Scraped:
-    openmetrics = "openmetrics" in content_type
-    parser = parse_openmetrics if openmetrics else parse_text
-    # prometheus_client names every counter sample `<family>_total`; in the text
-    # format a counter declared without `_total` keeps its name, as Prometheus stores it.
-    plain_counters = set() if openmetrics else _declared_counters(body)
-    out = _Scraped()
+def parse(body: str, content_type: str, scrape_ms: int) -> Exposition:
     try:
-        for family in parser(body):
-            out.families[family.name] = FamilyInfo(family.type, family.documentation or "", family.unit or "")
-            for s in family.samples:
-                ts = scrape_ms if s.timestamp is None else int(float(s.timestamp) * 1000)
-                name = family.name if family.name in plain_counters and s.name == family.name + "_total" else s.name
-                # Prometheus treats a label with an empty value as absent: the same series, whether
-                # it comes by scrape or by remote write (where Prometheus has already dropped it).
-                labels = {k: v for k, v in s.labels.items() if v != ""}
-                out.samples.append(Sample(name, labels, float(s.value), ts))
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        page = parse_exposition(body, scrape_ms, "openmetrics" in content_type)
+    except InvalidExposition as exc:
         raise ScrapeFailed(f"unparsable exposition: {exc}") from None
-    return out
+    # Prometheus treats a label with an empty value as absent: the same series, whether
+    # it comes by scrape or by remote write (where Prometheus has already dropped it).
+    for s in page.samples:
+        if "" in s.labels.values():
+            s.labels = {k: v for k, v in s.labels.items() if v != ""}
+    return page
 
 
 def apply_target_labels(samples: list[Sample], target: Target, honor_labels: bool) -> None:
@@ -232,7 +210,7 @@ class ScrapePoller:
                 scraped = await self._fetch(target, scrape_ms)
                 up, error = 1.0, ""
             except (ScrapeFailed, aiohttp.ClientError, asyncio.TimeoutError, UnicodeDecodeError) as exc:
-                scraped, up, error = _Scraped(), 0.0, f"{type(exc).__name__}: {exc}"
+                scraped, up, error = Exposition(), 0.0, f"{type(exc).__name__}: {exc}"
             duration = time.time() - started
         if error:
             log.info("scrape %s failed: %s", target.url, error)
@@ -246,7 +224,7 @@ class ScrapePoller:
         ]
         await self._deliver(target, scraped.samples, scraped.families, self._probe_series(target, scraped, started))
 
-    def _probe_series(self, target: Target, scraped: _Scraped, started: float):
+    def _probe_series(self, target: Target, scraped: Exposition, started: float):
         """Exporter probe results (blackbox /probe, snmp_exporter /snmp) as probe series too."""
         url = urlparse(target.url)
         params = dict(parse_qsl(url.query))
@@ -258,7 +236,7 @@ class ScrapePoller:
             return lambda rows: add_snmp_interfaces(rows, scraped.samples, params.get("target", ""), self.location, target.job)
         return None
 
-    async def _fetch(self, target: Target, scrape_ms: int) -> _Scraped:
+    async def _fetch(self, target: Target, scrape_ms: int) -> Exposition:
         limit = int(self.config.body_limit_mib * (1 << 20))
         async with self._session.get(target.url) as response:
             if response.status != 200:

@@ -61,6 +61,7 @@ class PrometheusMetadata:
         if len(self.series) >= self._max_series:
             self.series.clear()
         self.series[raw] = (name, labels)
+        self.infer(name, labels)
         return name, labels
 
     def update(self, metadata) -> None:
@@ -96,14 +97,18 @@ class PrometheusMetadata:
         return self.families.get(name)
 
 
-def _infer_families(request, metadata: PrometheusMetadata) -> None:
-    """Before any sample is typed: a request's `_bucket` and quantile series type their families' parts."""
+def _decode_series(request, metadata: PrometheusMetadata) -> list[tuple]:
+    """(series, raw labels, (name, labels) or the ValueError) for each series, all decoded before any
+    sample is typed: a series decoded for the first time infers its family (`infer`), so a request's
+    `_bucket` and quantile series type their families' parts whatever the order."""
+    out = []
     for series in request.timeseries:
+        raw = tuple(series.labels)
         try:
-            name, labels = metadata.labels_of(tuple(series.labels))
-        except ValueError:
-            continue  # refused, with its reason, when the samples are read
-        metadata.infer(name, labels)
+            out.append((series, raw, metadata.labels_of(raw)))
+        except ValueError as exc:
+            out.append((series, raw, exc))
+    return out
 
 
 def _code(exc: ValueError) -> str:
@@ -114,21 +119,19 @@ def _code(exc: ValueError) -> str:
 
 def remote_write_to_arrow(request, metadata: PrometheusMetadata, sets: AttributeSets) -> AdaptResult:
     metadata.update(request.metadata)
-    _infer_families(request, metadata)
+    decoded = _decode_series(request, metadata)
     names = sets.names
     outcome = Outcome()
     rows = PointRows(sets)
     handles: dict[tuple[bytes, ...], int] = {}
     seen: set[tuple[int, int]] = set()
-    for series in request.timeseries:
+    for series, raw, got in decoded:
         if series.histograms:
             outcome.reject("unsupported", "native histograms are not supported yet", len(series.histograms))
-        raw = tuple(series.labels)
-        try:
-            name, labels = metadata.labels_of(raw)
-        except ValueError as exc:
-            outcome.reject(_code(exc), str(exc), len(series.samples))
+        if isinstance(got, ValueError):
+            outcome.reject(_code(got), str(got), len(series.samples))
             continue
+        name, labels = got
         repeated = raw in handles
         handle = handles[raw] if repeated else series_handle(rows, raw, name, labels, metadata.lookup, names)
         handles[raw] = handle

@@ -8,11 +8,14 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 
-def metrics_requests(count: int, points_per_request: int, series: int, attributes: int = 10, metrics: int = 10) -> list[bytes]:
+def metrics_requests(count: int, points_per_request: int, series: int, attributes: int = 10, metrics: int = 10,
+                     first_series: int = 0) -> list[bytes]:
     """`count` requests; points cycle through `series` attribute sets with rising times.
 
     Each point carries `attributes` string attributes. Series repeat across
-    requests as they do in real traffic (every series reports every interval).
+    requests as they do in real traffic (every series reports every interval);
+    with `series` at least count x points every point brings a new set.
+    Sets are numbered from `first_series`, so two calls can draw disjoint ones.
     """
     per_metric = max(1, points_per_request // metrics)
     start = time.time_ns() - 3600 * 1_000_000_000
@@ -31,7 +34,7 @@ def metrics_requests(count: int, points_per_request: int, series: int, attribute
                 metric.sum.aggregation_temporality = 2
                 metric.sum.is_monotonic = True
             for _ in range(per_metric):
-                s = serial % series
+                s = first_series + serial % series
                 dp = points.add(time_unix_nano=start + serial * 1000, start_time_unix_nano=start, as_double=float(serial))
                 for a in range(attributes):
                     dp.attributes.add(key=f"label_{a}").value.string_value = f"value-{a}-{s}"

@@ -130,12 +130,22 @@ def main() -> None:
     # keeps in flight with its defaults (10 consumers x 8192-point batches).
     parser.add_argument("--concurrency", type=int, default=24)
     parser.add_argument("--log-records", type=int, default=1000, help="log records per request")
+    parser.add_argument("--new-series", action="store_true",
+                        help="every point a new attribute set, no warm-up: the high-cardinality shape")
     parser.add_argument("--override", default="{}", help='gateway config as JSON, e.g. \'{"store": {"batch": {"max_rows": 100000}}}\'')
     args = parser.parse_args()
 
-    print(f"building {args.requests} requests x {args.points} points, {args.attributes} attributes, {args.series} series ...")
+    if args.new_series:
+        args.series = args.requests * args.points
+    print(f"building {args.requests} requests x {args.points} points, {args.attributes} attributes, {args.series} series"
+          f"{' (all new)' if args.new_series else ''} ...")
     payloads = metrics_requests(args.requests, args.points, args.series, args.attributes)
-    warmup = metrics_requests(max(1, args.series // args.points), args.points, args.series, args.attributes)
+    if args.new_series:  # the HTTP run gets sets of its own, unseen too
+        http_payloads = metrics_requests(args.requests, args.points, args.series, args.attributes, first_series=args.series)
+        warmup = []
+    else:
+        http_payloads = payloads
+        warmup = metrics_requests(max(1, args.series // args.points), args.points, args.series, args.attributes)
     logs = logs_requests(args.requests, args.log_records)
     per_request = args.points // 10 * 10
 
@@ -143,13 +153,14 @@ def main() -> None:
         gateway = GatewayProcess(Path(tmp), deep_merge(AS_SHIPPED, json.loads(args.override))).start()
         sampler = Sampler(gateway.proc.pid)
         try:
-            asyncio.run(grpc_load(gateway.grpc_endpoint, warmup, 4))
+            if warmup:
+                asyncio.run(grpc_load(gateway.grpc_endpoint, warmup, 4))
             rss_idle = psutil.Process(gateway.proc.pid).memory_info().rss
             results = [
                 measure(gateway, sampler, "OTLP/gRPC metrics (data points)", per_request,
                         grpc_load(gateway.grpc_endpoint, payloads, args.concurrency), "metric_points"),
                 measure(gateway, sampler, "OTLP/HTTP metrics (data points)", per_request,
-                        http_load(gateway.http_url + "/v1/metrics", payloads, args.concurrency), "metric_points"),
+                        http_load(gateway.http_url + "/v1/metrics", http_payloads, args.concurrency), "metric_points"),
                 measure(gateway, sampler, "OTLP/gRPC logs (log records)", args.log_records,
                         grpc_load(gateway.grpc_endpoint, logs, args.concurrency, LOGS_METHOD), "log_records"),
             ]

@@ -1,0 +1,134 @@
+"""Query cost on a day of data: the questions SLO tools and people ask, timed on the store's layout.
+
+    python -m loadtest.queries                        # 100k series, a point every 10 min, over a day
+    python -m loadtest.queries --series 20000 --step 300
+
+Fills a fresh embedded store (the schema the gateway creates) straight from
+the engine (`INSERT ... SELECT FROM numbers()`): `--series` gauge series
+(10 attributes each, 50 metric names, 1000 hosts) over the last day, RED
+series (20 services x 10 operations x 3 status classes, 10 s windows, the
+last hour) and 1000 latency histograms. Then it runs each query 5 times and
+prints the median and the fastest, and the bytes on disk per point:
+
+1. one series over a day;
+2. a service's request rate and error ratio per minute over an hour;
+3. the top 10 hosts by a metric's mean over an hour;
+4. the p99 latency over an hour from histogram buckets.
+
+The figures are the baseline a new storage layout is compared with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from telemetry_gateway.gateway.store.embedded import EmbeddedStore
+
+DB = "queries"
+COLUMNS = ("time, start_time, metric_name, unit, kind, temporality, is_monotonic, value, count, sum, bucket_bounds, "
+           "bucket_counts, service_name, resource_attributes, attributes, source_kind, tenant, region, batch_id, series_id")
+
+
+def fill(store: EmbeddedStore, series: int, step_s: int) -> int:
+    now = int(time.time()) // 600 * 600
+    points_per_series = 86400 // step_s
+    gauges = (
+        f"INSERT INTO {DB}.metric_points ({COLUMNS}) SELECT "
+        f"toDateTime64({now} - 86400 + intDiv(number, {series}) * {step_s}, 9, 'UTC'), toDateTime64(0, 9, 'UTC'), "
+        "concat('bench.metric.', toString(s % 50)), '1', 'gauge', 'unspecified', false, "
+        "sin(number) * 100 + 100, 0, NULL, [], [], concat('svc-', toString(s % 20)), "
+        "map('service.name', concat('svc-', toString(s % 20)), 'host.name', concat('host-', toString(s % 1000))), "
+        "map('host', concat('host-', toString(s % 1000)), 'cpu', toString(s % 64), 'mode', toString(s % 7), "
+        "'disk', toString(s % 13), 'zone', toString(s % 3), 'rack', toString(s % 40), 'k6', toString(s % 11), "
+        "'k7', toString(s % 17), 'k8', toString(s % 19), 'series', toString(s)), "
+        "'otlp', 'default', 'default', 'bench', cityHash64(s) "
+        f"FROM (SELECT number, number % {series} AS s FROM numbers({series * points_per_series}))"
+    )
+    red = (
+        f"INSERT INTO {DB}.metric_points ({COLUMNS}) SELECT "
+        f"toDateTime64({now} - 3600 + intDiv(number, 1200) * 10, 9, 'UTC'), "
+        f"toDateTime64({now} - 3610 + intDiv(number, 1200) * 10, 9, 'UTC'), "
+        "if(number % 2 = 0, 'apm.requests', 'apm.errors'), '{request}', 'sum', 'delta', true, "
+        "if(number % 2 = 0, 50 + number % 7, number % 3), 0, NULL, [], [], concat('svc-', toString(r % 20)), "
+        "map('service.name', concat('svc-', toString(r % 20))), "
+        "map('operation', concat('/op/', toString(r % 10)), 'status_class', ['2xx', '4xx', '5xx'][1 + r % 3]), "
+        "'apm', 'default', 'default', 'bench', cityHash64(number % 2, r) "
+        "FROM (SELECT number, intDiv(number % 1200, 2) AS r FROM numbers(360 * 1200))"
+    )
+    histograms = (
+        f"INSERT INTO {DB}.metric_points ({COLUMNS}) SELECT "
+        f"toDateTime64({now} - 86400 + intDiv(number, 1000) * {step_s}, 9, 'UTC'), "
+        f"toDateTime64({now} - 86400 + intDiv(number, 1000) * {step_s} - {step_s}, 9, 'UTC'), "
+        "'http.server.request.duration', 's', 'histogram', 'delta', false, nan, 100, 12.5, "
+        "[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], "
+        "[5, 10, 20, 25, 20, 10, 5, 3, 1, 1, number % 2], concat('svc-', toString(h % 20)), "
+        "map('service.name', concat('svc-', toString(h % 20))), map('route', concat('/r/', toString(h % 50))), "
+        "'otlp', 'default', 'default', 'bench', cityHash64('h', h) "
+        f"FROM (SELECT number, number % 1000 AS h FROM numbers({1000 * points_per_series}))"
+    )
+    for statement in (gauges, red, histograms):
+        store.execute(statement)
+    store.execute(f"OPTIMIZE TABLE {DB}.metric_points FINAL")
+    return int(store.execute(f"SELECT count() FROM {DB}.metric_points").strip())
+
+
+def queries(now: int, series_id: int) -> dict[str, str]:
+    hour = f"time >= toDateTime64({now} - 3600, 9, 'UTC')"
+    return {
+        "one series over a day": (
+            f"SELECT time, value FROM {DB}.metric_points WHERE tenant = 'default' AND metric_name = 'bench.metric.7' "
+            f"AND series_id = {series_id} AND time >= toDateTime64({now} - 86400, 9, 'UTC') ORDER BY time"),
+        "service rate and error ratio, 1 h": (
+            "SELECT toStartOfMinute(time) AS minute, sumIf(value, metric_name = 'apm.requests') / 60 AS rate, "
+            "sumIf(value, metric_name = 'apm.errors') / nullIf(sumIf(value, metric_name = 'apm.requests'), 0) AS ratio "
+            f"FROM {DB}.metric_points WHERE tenant = 'default' AND metric_name IN ('apm.requests', 'apm.errors') "
+            f"AND service_name = 'svc-3' AND {hour} GROUP BY minute ORDER BY minute"),
+        "top 10 hosts by a metric, 1 h": (
+            f"SELECT attributes['host'] AS host, avg(value) AS mean FROM {DB}.metric_points "
+            f"WHERE tenant = 'default' AND metric_name = 'bench.metric.7' AND {hour} "
+            "GROUP BY host ORDER BY mean DESC LIMIT 10"),
+        "p99 from histogram buckets, 1 h": (
+            "SELECT bounds[arrayFirstIndex(c -> c >= 0.99 * arraySum(counts), arrayCumSum(counts))] AS p99 FROM ("
+            "SELECT sumForEach(bucket_counts) AS counts, any(bucket_bounds) AS bounds "
+            f"FROM {DB}.metric_points WHERE tenant = 'default' AND metric_name = 'http.server.request.duration' "
+            f"AND {hour})"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=100_000)
+    parser.add_argument("--step", type=int, default=600, help="seconds between a gauge series' points")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = EmbeddedStore("default", DB, Path(tmp))
+        store.open()
+        started = time.perf_counter()
+        points = fill(store, args.series, args.step)
+        print(f"filled {points:,} points in {time.perf_counter() - started:.0f}s "
+              f"({args.series:,} gauge series every {args.step}s over a day, RED and histogram series)")
+        size = store.execute(f"SELECT sum(bytes_on_disk) FROM system.parts WHERE database = '{DB}' "
+                             "AND table = 'metric_points' AND active").strip()
+        print(f"{'bytes on disk per point':38s} {int(size) / points:10.1f}")
+        now = int(time.time()) // 600 * 600
+        for label, sql in queries(now, _a_series_id(store)).items():
+            spent = []
+            for _ in range(5):
+                t = time.perf_counter()
+                rows = store.query(sql, "CSV").count(b"\n")
+                spent.append(time.perf_counter() - t)
+            print(f"{label:38s} median {statistics.median(spent) * 1000:8.1f} ms  fastest {min(spent) * 1000:8.1f} ms"
+                  f"  ({rows} rows)")
+        store.close()
+
+
+def _a_series_id(store: EmbeddedStore) -> int:
+    return int(store.execute(f"SELECT any(series_id) FROM {DB}.metric_points WHERE metric_name = 'bench.metric.7'").strip())
+
+
+if __name__ == "__main__":
+    main()

@@ -198,7 +198,7 @@ def _redrive_direct(config: GatewayConfig, letters: DeadLetters, batch_id: str) 
     new_id = uuid.uuid4().hex
     try:
         stores.open()
-        stores[batch.region].insert(batch.table, conform(batch.table, batch.rows), batch_token([new_id]))
+        stores[batch.region].insert_group(batch.table, conform(batch.table, batch.rows), batch_token([new_id]))
     except GatewayError as exc:
         return f"error: {str(exc).splitlines()[0]}"
     finally:

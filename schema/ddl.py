@@ -35,13 +35,14 @@ def quote(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def create_table(database: str, table: Table, version: int = 1, engine: str = "MergeTree") -> str:
+def create_table(database: str, table: Table, version: int = 1, engine: str | None = None) -> str:
+    """CREATE TABLE as of a schema version; `engine` replaces the table's (a Replicated one on clusters)."""
     cols = [c for c in table.columns if c.since <= version]
     body = ",\n    ".join([column_sql(c) for c in cols] + list(table.indexes))
     settings = ", ".join(TABLE_SETTINGS + table.settings)
     return (
         f"CREATE TABLE IF NOT EXISTS {ident(database)}.{ident(table.name)}\n(\n    {body}\n)\n"
-        f"ENGINE = {engine}\nPARTITION BY {table.partition_by}\nORDER BY {table.order_by}\n"
+        f"ENGINE = {engine or table.engine}\nPARTITION BY {table.partition_by}\nORDER BY {table.order_by}\n"
         f"SETTINGS {settings}\nCOMMENT {quote(table.doc)}"
     )
 
@@ -55,6 +56,7 @@ def add_columns(database: str, table: Table, version: int) -> list[str]:
 
 
 def set_retention(database: str, table: Table, days: int) -> str:
+    """The TTL statement for a table that has a time to expire by (`ttl_column`)."""
     target = f"{ident(database)}.{ident(table.name)}"
     if days <= 0:
         return f"ALTER TABLE {target} REMOVE TTL"

@@ -83,6 +83,7 @@ class Table:
     reasons: tuple[str, ...] = field(default=())
     # The migration that creates the table; its own columns then have since >= this.
     since: int = 1
+    engine: str = "MergeTree"
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -262,7 +263,44 @@ INGEST_LOG = Table(
     since=5,
 )
 
-TABLES: tuple[Table, ...] = (POINTS, LOGS, SPANS, INGEST_LOG)
+SERIES = Table(
+    name="series",
+    doc=("One row per metric series and version of its metadata: identity, attributes, name, kind, unit and "
+         "description, written when the gateway first sees a series and when its metadata changes (a Prometheus "
+         "description that arrives after the first samples). Read the newest with FINAL or argMax(..., updated)."),
+    columns=(
+        Column("tenant", LABEL, "Owning tenant.", since=6),
+        Column("series_id", UINT64, "The series id of its points in `metric_points`.", since=6),
+        Column("metric_name", LABEL, "Metric name.", since=6),
+        Column("description", LABEL, "Metric description, as of this row.", since=6),
+        Column("unit", LABEL, "Unit, as of this row.", since=6),
+        Column("kind", LABEL, "gauge, sum, histogram, exponential_histogram or summary.", since=6),
+        Column("temporality", LABEL, "delta, cumulative or unspecified.", since=6),
+        Column("is_monotonic", BOOL, "Sum monotonicity.", since=6),
+        Column("service_name", LABEL, "Resource attribute service.name.", since=6),
+        Column("resource_attributes", ATTRS, "Resource attributes.", ZSTD, since=6),
+        Column("scope_name", LABEL, "Instrumentation scope name.", since=6),
+        Column("scope_version", LABEL, "Instrumentation scope version.", since=6),
+        Column("attributes", ATTRS, "Point attributes.", ZSTD, since=6),
+        Column("region", LABEL, "Regional store.", since=6),
+        Column("seen_time", TIME_NS,
+               "Event time of the point this row describes (its series' newest in the insert that wrote it).",
+               TIME_CODEC, since=6),
+        Column("updated", TIME_NS, "When the row was written; the newest per series wins.", TIME_CODEC, since=6),
+    ),
+    order_by="(tenant, metric_name, series_id)",
+    partition_by="tuple()",
+    ttl_column="",
+    engine="ReplacingMergeTree(updated)",
+    reasons=(
+        "ReplacingMergeTree(updated): a series gets a new row only when its metadata changes, and merges keep "
+        "the newest; readers that need exactly one row per series use FINAL.",
+        "No TTL: a series written once stays described while its points are kept.",
+    ),
+    since=6,
+)
+
+TABLES: tuple[Table, ...] = (POINTS, LOGS, SPANS, INGEST_LOG, SERIES)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ clickhouse-connect). Calls block; the writer runs them on a worker thread.
 
 from __future__ import annotations
 
+import json
 import re
 from abc import ABC, abstractmethod
 
@@ -14,7 +15,8 @@ import pyarrow as pa
 
 from telemetry_gateway.gateway.errors import QueryFailed, QueryRefused, StoreRejected, StoreUnavailable
 from telemetry_gateway.gateway.store.reads import ReadLimits, check_read, kill_statement, read_settings
-from telemetry_gateway.schema import TABLES, Table
+from telemetry_gateway.gateway.store.series import SeriesCatalog, prime_query, series_token
+from telemetry_gateway.schema import POINTS, SERIES, TABLES, Table
 from telemetry_gateway.schema.ddl import ident, set_retention
 from telemetry_gateway.schema.migrations import bookkeeping_ddl, pending
 
@@ -46,6 +48,7 @@ class RegionStore(ABC):
         self.database = database
         self.retention_days = retention_days
         self._output_formats: frozenset[str] = frozenset()
+        self.series = SeriesCatalog()
 
     # -- what a backend implements -------------------------------------------
     @abstractmethod
@@ -77,6 +80,21 @@ class RegionStore(ABC):
         # Asked once here, off the event loop: reads are checked against it on every request.
         out = self.execute("SELECT name FROM system.formats WHERE is_output", fmt="TSV")
         self._output_formats = frozenset(out.decode().split())
+        self._prime_series()
+
+    def _prime_series(self) -> None:
+        out = self.execute(prime_query(self.database), fmt="JSONCompactEachRow")
+        self.series.prime([json.loads(line) for line in out.decode().splitlines() if line])
+
+    def insert_group(self, table: Table, rows: pa.Table, token: str) -> None:
+        """Insert a writer's group: points first describe their new series in `series`."""
+        if table is POINTS:
+            changes = self.series.changes(rows)
+            if changes is not None:
+                series_rows, fresh = changes
+                self.insert(SERIES, series_rows, series_token(token))
+                self.series.remember(fresh)
+        self.insert(table, rows, token)
 
     def output_formats(self) -> frozenset[str]:
         """Every output format the engine knows (system.formats), as of `open`."""
@@ -87,6 +105,8 @@ class RegionStore(ABC):
 
         Only a table whose TTL differs is altered: a TTL change rewrites parts."""
         for table in TABLES:
+            if not table.ttl_column:
+                continue
             current = self._ttl_days(table)
             if current != self.retention_days:
                 self.execute(set_retention(self.database, table, self.retention_days))

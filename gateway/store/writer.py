@@ -300,7 +300,7 @@ class TableWriter:
             started = time.monotonic()
             try:
                 await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self.store.insert, self.table, table, group.token
+                    self._executor, self.store.insert_group, self.table, table, group.token
                 )
             except Exception as exc:
                 error = _as_gateway_error(exc)

@@ -40,6 +40,7 @@ class FaultyStore(RegionStore):
 
     def open(self) -> None:
         self.inner.open()
+        self.series = self.inner.series  # primed by the inner store
 
     def close(self) -> None:
         self.inner.close()

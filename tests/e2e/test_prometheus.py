@@ -158,3 +158,24 @@ def test_metadata_is_remembered_across_a_restart(start_gateway):
     rows = gw.wait_rows(f"SELECT kind, is_monotonic AS mono, description AS d FROM telemetry.metric_points "
                         f"WHERE attributes['test'] = '{job}'", 2)
     assert rows == [{"kind": "sum", "mono": True, "d": "App latency."}] * 2
+
+
+def test_a_description_that_arrives_later_updates_the_series_catalog(start_gateway):
+    from tests.adapters.prometheus.test_remote_write import _series
+    from tests.receivers.test_remote_write import HEADERS as RW_HEADERS
+
+    gw = start_gateway()
+    job = unique("rwlate")
+    for with_metadata in (False, True):
+        request = WriteRequest()
+        _series(request, "queue_depth", 4, time.time_ns() // 10**6, test=job)
+        if with_metadata:
+            request.metadata.add(type=2, metric_family_name=b"queue_depth", help=b"Items waiting.", unit=b"{item}")
+        body = bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
+        assert post(gw.http_url, "/api/v1/write", body, RW_HEADERS)[0] == 204
+        time.sleep(0.3)
+    rows = gw.wait_rows("SELECT description AS d, unit AS u FROM telemetry.series FINAL "
+                        f"WHERE attributes['test'] = '{job}'", 1)
+    assert rows == [{"d": "Items waiting.", "u": "{item}"}]
+    versions = gw.rows(f"SELECT description AS d FROM telemetry.series WHERE attributes['test'] = '{job}' ORDER BY updated")
+    assert [r["d"] for r in versions] == ["", "Items waiting."]

@@ -1,0 +1,69 @@
+"""The series catalog: which series (and which metadata of each) a regional store already describes.
+
+Each group of points inserted into `metric_points` first writes a `series`
+row for every series the catalog does not know, or knows with other metadata
+(a description or unit that arrived later, a kind that changed). The catalog
+is primed from the store when it opens, so a restart writes nothing again;
+it is bounded (`max_series`), and forgetting only costs a repeated row, which
+the ReplacingMergeTree folds. The series insert carries a token derived from
+the group's, so a replayed group writes it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from telemetry_gateway.schema import SERIES, conform
+
+METADATA = ("metric_name", "description", "unit", "kind", "temporality", "is_monotonic")
+_COPIED = tuple(c.name for c in SERIES.columns if c.name not in ("seen_time", "updated"))
+
+
+class SeriesCatalog:
+    def __init__(self, max_series: int = 2_000_000) -> None:
+        self.max_series = max_series
+        self.known: dict[int, tuple] = {}  # series id -> its metadata as last written
+
+    def prime(self, rows: list[tuple]) -> None:
+        """(series_id, *METADATA) rows, the newest per series, as the store holds them."""
+        for series_id, *meta in rows[: self.max_series]:
+            self.known[int(series_id)] = tuple(meta)
+
+    def changes(self, points: pa.Table) -> tuple[pa.Table, dict[int, tuple]] | None:
+        """`series` rows for the series of `points` the store does not describe yet (or describes
+        otherwise), and what to remember once they are stored; None when there are none."""
+        ids = points.column("series_id").to_numpy()
+        # The last row of each series: within a group, the newest metadata wins.
+        unique, from_end = np.unique(ids[::-1], return_index=True)
+        last = len(ids) - 1 - from_end
+        meta = zip(*(points.column(name).take(last).to_pylist() for name in METADATA))
+        known = self.known
+        fresh = {int(i): m for i, m in zip(unique.tolist(), meta) if known.get(int(i)) != m}
+        if not fresh:
+            return None
+        chosen = last[np.isin(unique, np.fromiter(fresh, np.uint64, len(fresh)))]
+        rows = points.take(chosen).select(list(_COPIED))
+        now = time.time_ns()
+        rows = rows.append_column("seen_time", pc.cast(points.column("time").take(chosen), pa.int64())) \
+                   .append_column("updated", pa.array(np.full(len(chosen), now, np.int64)))
+        return conform(SERIES, rows), fresh
+
+    def remember(self, fresh: dict[int, tuple]) -> None:
+        if len(self.known) + len(fresh) > self.max_series:
+            self.known.clear()
+        self.known.update(fresh)
+
+
+def series_token(token: str) -> str:
+    """The dedup token of a group's series rows, derived from the group's own."""
+    return hashlib.sha256(f"{token}:series".encode()).hexdigest()[:32]
+
+
+def prime_query(database: str) -> str:
+    columns = ", ".join(("series_id",) + METADATA)
+    return f"SELECT {columns} FROM `{database}`.`series` FINAL"

@@ -4,8 +4,8 @@ Each group of points inserted into `metric_points` first writes a `series`
 row for every series the catalog does not know, or knows with other metadata
 (a description or unit that arrived later, a kind that changed). The catalog
 is primed from the store when it opens, so a restart writes nothing again;
-it is bounded (`max_series`), and forgetting only costs a repeated row, which
-the ReplacingMergeTree folds. The series insert carries a token derived from
+it is bounded (`max_series`, 1M), and forgetting only costs a repeated row,
+which the ReplacingMergeTree folds. The series insert carries a token derived from
 the group's, so a replayed group writes it once.
 """
 
@@ -25,16 +25,18 @@ _COPIED = tuple(c.name for c in SERIES.columns if c.name not in ("seen_time", "u
 
 
 class SeriesCatalog:
-    def __init__(self, max_series: int = 2_000_000) -> None:
+    def __init__(self, max_series: int = 1_000_000) -> None:
         self.max_series = max_series
-        self.known: dict[int, tuple] = {}  # series id -> its metadata as last written
+        # series id -> hash of its metadata as last written: about 150 bytes a series, where keeping
+        # the metadata itself (six fresh strings per series) cost several times that.
+        self.known: dict[int, int] = {}
 
     def prime(self, rows: list[tuple]) -> None:
         """(series_id, *METADATA) rows, the newest per series, as the store holds them."""
         for series_id, *meta in rows[: self.max_series]:
-            self.known[int(series_id)] = tuple(meta)
+            self.known[int(series_id)] = hash(tuple(meta))
 
-    def changes(self, points: pa.Table) -> tuple[pa.Table, dict[int, tuple]] | None:
+    def changes(self, points: pa.Table) -> tuple[pa.Table, dict[int, int]] | None:
         """`series` rows for the series of `points` the store does not describe yet (or describes
         otherwise), and what to remember once they are stored; None when there are none."""
         ids = points.column("series_id").to_numpy()
@@ -43,7 +45,11 @@ class SeriesCatalog:
         last = len(ids) - 1 - from_end
         meta = zip(*(points.column(name).take(last).to_pylist() for name in METADATA))
         known = self.known
-        fresh = {int(i): m for i, m in zip(unique.tolist(), meta) if known.get(int(i)) != m}
+        fresh = {}
+        for series_id, m in zip(unique.tolist(), meta):
+            digest = hash(m)
+            if known.get(series_id) != digest:
+                fresh[series_id] = digest
         if not fresh:
             return None
         chosen = last[np.isin(unique, np.fromiter(fresh, np.uint64, len(fresh)))]
@@ -53,7 +59,7 @@ class SeriesCatalog:
                    .append_column("updated", pa.array(np.full(len(chosen), now, np.int64)))
         return conform(SERIES, rows), fresh
 
-    def remember(self, fresh: dict[int, tuple]) -> None:
+    def remember(self, fresh: dict[int, int]) -> None:
         if len(self.known) + len(fresh) > self.max_series:
             self.known.clear()
         self.known.update(fresh)

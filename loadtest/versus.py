@@ -39,38 +39,36 @@ def report(label: str, items: int, seconds: float, cpu: float, peak_rss: int) ->
     return figures
 
 
-def gateway_remote_write(bodies: list[bytes], samples: int, concurrency: int) -> dict:
+def until_stored(label: str, sampler: Sampler, load, stored, items: int) -> dict:
+    """Run `load`, then wait until `stored()` counts every item; report rate and CPU."""
+    cpu0, started = sampler.cpu(), time.perf_counter()
+    asyncio.run(load)
+    while stored() < items and time.perf_counter() - started < 600:
+        time.sleep(0.05)
+    return report(label, items, time.perf_counter() - started, sampler.cpu() - cpu0, sampler.peak)
+
+
+def on_gateway(label: str, load, items: int) -> dict:
+    """A fresh gateway as shipped; `load(gateway)` makes the coroutine that sends to it."""
     with tempfile.TemporaryDirectory() as tmp:
         gateway = GatewayProcess(Path(tmp), AS_SHIPPED).start()
         sampler = Sampler(gateway.proc.pid)
         try:
-            cpu0, started = sampler.cpu(), time.perf_counter()
-            asyncio.run(send_all(gateway.http_url + "/api/v1/write", bodies, concurrency))
-            while count(gateway, "metric_points") < samples and time.perf_counter() - started < 600:
-                time.sleep(0.05)
-            return report("gateway: remote write", samples, time.perf_counter() - started, sampler.cpu() - cpu0,
-                          sampler.peak)
+            return until_stored(label, sampler, load(gateway), lambda: count(gateway, "metric_points"), items)
         finally:
             sampler.stop()
             gateway.stop()
+
+
+def gateway_remote_write(bodies: list[bytes], samples: int, concurrency: int) -> dict:
+    return on_gateway("gateway: remote write",
+                      lambda gw: send_all(gw.http_url + "/api/v1/write", bodies, concurrency), samples)
 
 
 def gateway_otlp(series: int, requests: int, concurrency: int) -> dict:
     payloads = metrics_requests(requests, 2000, series)
-    points = requests * 2000
-    with tempfile.TemporaryDirectory() as tmp:
-        gateway = GatewayProcess(Path(tmp), AS_SHIPPED).start()
-        sampler = Sampler(gateway.proc.pid)
-        try:
-            cpu0, started = sampler.cpu(), time.perf_counter()
-            asyncio.run(grpc_load(gateway.grpc_endpoint, payloads, concurrency))
-            while count(gateway, "metric_points") < points and time.perf_counter() - started < 600:
-                time.sleep(0.05)
-            return report("gateway: OTLP/gRPC (same shape)", points, time.perf_counter() - started,
-                          sampler.cpu() - cpu0, sampler.peak)
-        finally:
-            sampler.stop()
-            gateway.stop()
+    return on_gateway("gateway: OTLP/gRPC (same shape)",
+                      lambda gw: grpc_load(gw.grpc_endpoint, payloads, concurrency), requests * 2000)
 
 
 def rows_added(port: int) -> int:
@@ -93,12 +91,9 @@ def victoria_metrics(bodies: list[bytes], samples: int, concurrency: int) -> dic
         sampler = Sampler(proc.pid)
         try:
             _wait_healthy(port)
-            cpu0, started = sampler.cpu(), time.perf_counter()
-            asyncio.run(send_all(f"http://127.0.0.1:{port}/api/v1/write", bodies, concurrency))
-            while rows_added(port) < samples and time.perf_counter() - started < 600:
-                time.sleep(0.05)
-            return report("VictoriaMetrics: remote write", samples, time.perf_counter() - started,
-                          sampler.cpu() - cpu0, sampler.peak)
+            return until_stored("VictoriaMetrics: remote write", sampler,
+                                send_all(f"http://127.0.0.1:{port}/api/v1/write", bodies, concurrency),
+                                lambda: rows_added(port), samples)
         finally:
             sampler.stop()
             proc.terminate()

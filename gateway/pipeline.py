@@ -127,7 +127,7 @@ class IngestPipeline:
             await asyncio.sleep(interval_s)
             try:
                 await self.save_families()
-            except OSError as exc:
+            except Exception as exc:  # never end: the next round tries again
                 self._errors.warning("save-families", "could not save Prometheus metadata: %s", exc)
 
     async def save_families(self) -> None:
@@ -137,7 +137,12 @@ class IngestPipeline:
 
     def health(self) -> list[str]:
         """Why data is not being stored; empty when all of it makes progress."""
-        return self.sink.health()
+        problems = self.sink.health()
+        if self.red is not None:
+            problems += self.red.health()
+            if self._red_task is not None and self._red_task.done() and not self._red_task.cancelled():
+                problems.append(f"RED windows: the window writer stopped ({self._red_task.exception()!r})")
+        return problems
 
     async def ingest(self, format_name: str, payload, caller: Caller, source_id: str = "") -> IngestReport:
         """Decode, adapt, finalize, process, route and keep one payload; answer once every item's fate is decided."""

@@ -75,6 +75,14 @@ class RedWindows:
         entry.batches.append(batch)
         entry.last_arrival_ns = time.time_ns()
 
+    def health(self, now_ns: int | None = None, grace_s: float = 60.0) -> list[str]:
+        """Windows that should have been written more than `grace_s` ago (keeping them keeps failing)."""
+        late = self.due((now_ns or time.time_ns()) - int(grace_s * 1e9))
+        if not late:
+            return []
+        held = sum(len(self.open[k].batches) for k in late)
+        return [f"RED windows: {len(late)} overdue by more than {grace_s:g}s ({held} held batches not written)"]
+
     def due(self, now_ns: int) -> list[WindowKey]:
         return sorted(k for k, e in self.open.items() if max(k.end_ns, e.last_arrival_ns) + self.lateness_ns <= now_ns)
 

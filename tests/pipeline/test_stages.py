@@ -271,3 +271,29 @@ def test_a_window_that_cannot_be_merged_is_written_unmerged_not_lost(monkeypatch
     assert asyncio.run(windows.close_due(NOW + 31 * NS)) == 1
     assert [b.consumes for b in sink.kept] == [(b.batch_id,) for b in batches]
     assert [b.rows for b in sink.kept] == [b.rows for b in batches] and windows.open == {}
+
+
+def test_windows_that_cannot_be_written_turn_readiness_red_until_they_are():
+    import asyncio
+
+    from telemetry_gateway.gateway.errors import StoreUnavailable
+    from telemetry_gateway.gateway.self_metrics import SelfMetrics
+
+    class Failing(KeptBatches):
+        failing = True
+
+        async def keep(self, batches):
+            if self.failing:
+                raise StoreUnavailable("the spool could not be written: disk full")
+            await super().keep(batches)
+
+    sink = Failing()
+    windows = RedWindows(sink, SelfMetrics(), lateness_s=30)
+    windows.add(held([[span(0.1, "01" * 16)]])[0])
+    later = NOW + 31 * NS
+    assert asyncio.run(windows.close_due(later)) == 0 and len(windows.open) == 1  # kept back, not dropped
+    assert windows.health(later) == []  # just due: not yet a problem
+    [problem] = windows.health(later + 61 * NS)
+    assert problem == "RED windows: 1 overdue by more than 60s (1 held batches not written)"
+    sink.failing = False
+    assert asyncio.run(windows.close_due(later + 61 * NS)) == 1 and windows.health(later + 61 * NS) == []

@@ -9,7 +9,9 @@ de-duplication and gap detection); until then they are empty.
 
 from __future__ import annotations
 
-import uuid
+import secrets
+import threading
+import time
 from dataclasses import dataclass, field, fields, replace
 
 import pyarrow as pa
@@ -140,7 +142,28 @@ def arrow_of(table: Table, batches: list[Batch]) -> pa.Table:
 
 
 def new_batch_id() -> str:
-    return uuid.uuid4().hex
+    """16 hex digits of 64 time-ordered bits: microseconds since the epoch, strictly increasing in
+    this process, shifted left by 12 bits that hold a number drawn once per process.
+
+    Points keep the id as a number (`schema.layout`): along a series it grows in
+    near-regular steps, which DoubleDelta stores in a few bytes, where a random
+    UUID took 16. Two processes collide only if they drew the same 12 bits and
+    made an id in the same microsecond.
+    """
+    global _last_us
+    with _id_lock:
+        _last_us = max(time.time_ns() // 1000, _last_us + 1)
+        return batch_id_at(_last_us)
+
+
+def batch_id_at(micros: int) -> str:
+    """The batch id `new_batch_id` makes at this many microseconds since the epoch."""
+    return f"{(micros << 12) | _ID_SALT:016x}"
+
+
+_id_lock = threading.Lock()
+_last_us = 0
+_ID_SALT = secrets.randbits(12)
 
 
 def table_named(name: str) -> Table:

@@ -15,11 +15,12 @@ prints the median and the fastest, and the bytes on disk per point:
 3. the top 10 hosts by a metric's mean over an hour;
 4. the p99 latency over an hour from histogram buckets.
 
-The figures are the baseline a new storage layout is compared with. Two
-variants preview that layout on the same data: the `series` table is filled
-from the points, and the label query reads labels from it (a join on the
-series id) and from the points only series id, time and value, as narrow
-sample rows would.
+It fills the store at schema version 6 (the wide `metric_points` table),
+times the queries, migrates the store to the current layout (narrow rows per
+kind, labels once per series in `series`, `metric_points` a view), times the
+same queries on the view, checks that every answer is the same, and prints
+both with their ratio. Gauge points come in batches of 1000 series per step,
+so `metric_batches` holds as many rows as such a day would.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import time
 from pathlib import Path
 
 from telemetry_gateway.gateway.store.embedded import EmbeddedStore
+from telemetry_gateway.schema.layout import LAYOUT_TABLES
 
 DB = "queries"
 COLUMNS = ("time, start_time, metric_name, unit, kind, temporality, is_monotonic, value, count, sum, bucket_bounds, "
@@ -49,7 +51,7 @@ def fill(store: EmbeddedStore, series: int, step_s: int) -> int:
         "map('host', concat('host-', toString(s % 1000)), 'cpu', toString(s % 64), 'mode', toString(s % 7), "
         "'disk', toString(s % 13), 'zone', toString(s % 3), 'rack', toString(s % 40), 'k6', toString(s % 11), "
         "'k7', toString(s % 17), 'k8', toString(s % 19), 'series', toString(s)), "
-        "'otlp', 'default', 'default', 'bench', cityHash64(s) "
+        "'otlp', 'default', 'default', leftPad(lower(hex(cityHash64(intDiv(number, 1000)))), 32, 'a'), cityHash64(s) "
         f"FROM (SELECT number, number % {series} AS s FROM numbers({series * points_per_series}))"
     )
     red = (
@@ -74,14 +76,7 @@ def fill(store: EmbeddedStore, series: int, step_s: int) -> int:
         "'otlp', 'default', 'default', 'bench', cityHash64('h', h) "
         f"FROM (SELECT number, number % 1000 AS h FROM numbers({1000 * points_per_series}))"
     )
-    catalog = (
-        f"INSERT INTO {DB}.series (tenant, series_id, metric_name, description, unit, kind, temporality, is_monotonic, "
-        "service_name, resource_attributes, scope_name, scope_version, attributes, region, seen_time, updated) "
-        "SELECT tenant, series_id, any(metric_name), any(description), any(unit), any(kind), any(temporality), "
-        "any(is_monotonic), any(service_name), any(resource_attributes), any(scope_name), any(scope_version), "
-        f"any(attributes), any(region), max(time), now64(9) FROM {DB}.metric_points GROUP BY tenant, series_id"
-    )
-    for statement in (gauges, red, histograms, catalog):
+    for statement in (gauges, red, histograms):
         store.execute(statement)
     store.execute(f"OPTIMIZE TABLE {DB}.metric_points FINAL")
     return int(store.execute(f"SELECT count() FROM {DB}.metric_points").strip())
@@ -102,18 +97,32 @@ def queries(now: int, series_id: int) -> dict[str, str]:
             f"SELECT attributes['host'] AS host, avg(value) AS mean FROM {DB}.metric_points "
             f"WHERE tenant = 'default' AND metric_name = 'bench.metric.7' AND {hour} "
             "GROUP BY host ORDER BY mean DESC LIMIT 10"),
-        "top 10 hosts, labels from series, 1 h": (
-            f"SELECT s.attributes['host'] AS host, avg(p.value) AS mean FROM {DB}.metric_points AS p "
-            f"INNER JOIN (SELECT series_id, attributes FROM {DB}.series FINAL WHERE tenant = 'default' "
-            "AND metric_name = 'bench.metric.7') AS s ON p.series_id = s.series_id "
-            f"WHERE p.tenant = 'default' AND p.metric_name = 'bench.metric.7' AND p.{hour} "
-            "GROUP BY host ORDER BY mean DESC LIMIT 10"),
         "p99 from histogram buckets, 1 h": (
             "SELECT bounds[arrayFirstIndex(c -> c >= 0.99 * arraySum(counts), arrayCumSum(counts))] AS p99 FROM ("
             "SELECT sumForEach(bucket_counts) AS counts, any(bucket_bounds) AS bounds "
             f"FROM {DB}.metric_points WHERE tenant = 'default' AND metric_name = 'http.server.request.duration' "
             f"AND {hour})"),
     }
+
+
+def run(store: EmbeddedStore, series_id: int) -> dict[str, tuple[bytes, float]]:
+    """Each query's answer and median seconds over 5 runs."""
+    now = int(time.time()) // 600 * 600
+    results = {}
+    for label, sql in queries(now, series_id).items():
+        spent = []
+        for _ in range(5):
+            t = time.perf_counter()
+            answer = store.query(sql, "CSV")
+            spent.append(time.perf_counter() - t)
+        results[label] = (answer, statistics.median(spent))
+    return results
+
+
+def disk_bytes(store: EmbeddedStore, tables: tuple[str, ...]) -> int:
+    names = ", ".join(f"'{t}'" for t in tables)
+    return int(store.execute(f"SELECT sum(bytes_on_disk) FROM system.parts WHERE database = '{DB}' "
+                             f"AND table IN ({names}) AND active").strip())
 
 
 def main() -> None:
@@ -123,26 +132,28 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = EmbeddedStore("default", DB, Path(tmp))
-        store.open()
+        store.migrate(6)
         started = time.perf_counter()
         points = fill(store, args.series, args.step)
         print(f"filled {points:,} points in {time.perf_counter() - started:.0f}s "
               f"({args.series:,} gauge series every {args.step}s over a day, RED and histogram series)")
-        size = store.execute(f"SELECT sum(bytes_on_disk) FROM system.parts WHERE database = '{DB}' "
-                             "AND table = 'metric_points' AND active").strip()
-        print(f"{'bytes on disk per point':38s} {int(size) / points:10.1f}")
-        now = int(time.time()) // 600 * 600
-        answers = {}
-        for label, sql in queries(now, _a_series_id(store)).items():
-            spent = []
-            for _ in range(5):
-                t = time.perf_counter()
-                answers[label] = store.query(sql, "CSV")
-                spent.append(time.perf_counter() - t)
-            print(f"{label:38s} median {statistics.median(spent) * 1000:8.1f} ms  fastest {min(spent) * 1000:8.1f} ms"
-                  f"  ({len(answers[label].splitlines())} rows)")
-        same = answers["top 10 hosts by a metric, 1 h"] == answers["top 10 hosts, labels from series, 1 h"]
-        print(f"{'the two top-10 queries agree':38s} {'yes' if same else 'NO'}")
+        series_id = _a_series_id(store)
+        old_bytes = disk_bytes(store, ("metric_points",))
+        old = run(store, series_id)
+        started = time.perf_counter()
+        store.migrate()
+        print(f"migrated to the current layout in {time.perf_counter() - started:.0f}s")
+        stored = tuple(t.name for t in LAYOUT_TABLES) + ("series",)
+        for table in stored:
+            store.execute(f"OPTIMIZE TABLE {DB}.{table} FINAL")
+        new = run(store, series_id)
+        print(f"{'':38s} {'old layout':>12s} {'new layout':>12s} {'new/old':>8s}  same answer")
+        print(f"{'bytes on disk per point':38s} {old_bytes / points:12.1f} {disk_bytes(store, stored) / points:12.1f}"
+              f" {disk_bytes(store, stored) / old_bytes:8.2f}")
+        for label, (answer, spent) in old.items():
+            new_answer, new_spent = new[label]
+            print(f"{label:38s} {spent * 1000:9.1f} ms {new_spent * 1000:9.1f} ms {new_spent / spent:8.2f}  "
+                  f"{'yes' if answer == new_answer else 'NO'} ({len(answer.splitlines())} rows)")
         store.close()
 
 

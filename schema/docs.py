@@ -7,14 +7,20 @@ committed file in step with the model.
 from __future__ import annotations
 
 from telemetry_gateway.schema.ddl import TABLE_SETTINGS
-from telemetry_gateway.schema.model import TABLES, VIEWS, Table
+from telemetry_gateway.schema import layout
+from telemetry_gateway.schema.migrations import ALL_VIEWS, live_tables
+from telemetry_gateway.schema.model import POINTS, Table
 
 
-def render_table(table: Table) -> list[str]:
-    lines = [f"## `{table.name}`", "", table.doc, "", "| column | ClickHouse type | meaning |", "| --- | --- | --- |"]
+def render_table(table: Table, heading: str = "") -> list[str]:
+    lines = [heading or f"## `{table.name}`", "", table.doc, "", "| column | ClickHouse type | meaning |",
+             "| --- | --- | --- |"]
     for col in table.columns:
         lines.append(f"| `{col.name}` | `{col.type.clickhouse}` | {col.doc} |")
-    lines += ["", f"PARTITION BY `{table.partition_by}`, ORDER BY `{table.order_by}`.", ""]
+    if heading:
+        return lines + [""]
+    engine = "" if table.engine == "MergeTree" else f"ENGINE `{table.engine}`, "
+    lines += ["", f"{engine}PARTITION BY `{table.partition_by}`, ORDER BY `{table.order_by}`.", ""]
     lines += [f"- {reason}" for reason in table.reasons]
     lines.append("")
     return lines
@@ -29,10 +35,13 @@ def render() -> str:
         "Engine MergeTree with settings: " + ", ".join(f"`{s}`" for s in TABLE_SETTINGS) + ".",
         "",
     ]
-    for table in TABLES:
+    lines += render_table(POINTS, f"## view `{POINTS.name}`")
+    lines += ["How points are stored:", "", layout.__doc__.split("\n\n", 1)[1].strip(), ""]
+    for table in live_tables():
         lines += render_table(table)
-    for view in VIEWS:
-        lines += [f"## view `{view.name}`", "", view.doc, "", f"```sql\n{view.query}\n```", ""]
+    for view in ALL_VIEWS:
+        if view.name != POINTS.name:
+            lines += [f"## view `{view.name}`", "", view.doc, "", f"```sql\n{view.query}\n```", ""]
     return "\n".join(lines)
 
 

@@ -84,6 +84,8 @@ class Table:
     # The migration that creates the table; its own columns then have since >= this.
     since: int = 1
     engine: str = "MergeTree"
+    # The migration that moves the table's rows elsewhere and drops it; 0 while it is stored.
+    retired: int = 0
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -117,7 +119,8 @@ _PROVENANCE = (
 
 POINTS = Table(
     name="metric_points",
-    doc="One row per metric data point, for every metric kind.",
+    doc=("One row per metric data point, for every metric kind: the shape of every batch of points, and of the "
+         "`metric_points` view. Stored as this table until schema version 7, since then as `schema.layout` says."),
     columns=(
         Column("time", TIME_NS, "Event time of the point (time_unix_nano).", TIME_CODEC),
         Column("start_time", TIME_NS, "Start of the aggregation window for sums and histograms; 0 for gauges.", TIME_CODEC),
@@ -161,6 +164,7 @@ POINTS = Table(
         "INDEX idx_attr_values mapValues(attributes) TYPE bloom_filter(0.01) GRANULARITY 1",
         "INDEX idx_service service_name TYPE set(100) GRANULARITY 4",
     ),
+    retired=7,
     reasons=(
         "ORDER BY (tenant, metric_name, series_id, time): every query is per tenant, "
         "SLO queries name a metric, and a series' points sit together in time order.",

@@ -7,6 +7,7 @@ clickhouse-connect). Calls block; the writer runs them on a worker thread.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from abc import ABC, abstractmethod
@@ -15,10 +16,11 @@ import pyarrow as pa
 
 from telemetry_gateway.gateway.errors import QueryFailed, QueryRefused, StoreRejected, StoreUnavailable
 from telemetry_gateway.gateway.store.reads import ReadLimits, check_read, kill_statement, read_settings
-from telemetry_gateway.gateway.store.series import SeriesCatalog, prime_query, series_token
-from telemetry_gateway.schema import POINTS, SERIES, TABLES, Table
+from telemetry_gateway.gateway.store.series import SeriesCatalog, prime_query
+from telemetry_gateway.schema import POINTS, SERIES, Table
 from telemetry_gateway.schema.ddl import ident, set_retention
-from telemetry_gateway.schema.migrations import bookkeeping_ddl, pending
+from telemetry_gateway.schema.layout import split_points
+from telemetry_gateway.schema.migrations import bookkeeping_ddl, live_tables, pending
 
 # ClickHouse error codes where retrying the same insert cannot help
 # (after Vector's clickhouse sink, which gives up on 117 "incorrect data").
@@ -69,32 +71,46 @@ class RegionStore(ABC):
     # -- shared ---------------------------------------------------------------
     def open(self) -> None:
         """Create the database if needed and apply pending migrations."""
-        for statement in bookkeeping_ddl(self.database):
-            self.execute(statement)
-        applied = self.schema_version()
-        for migration in pending(self.database, applied):
-            for statement in migration.statements:
-                self.execute(statement)
-            self.execute(f"INSERT INTO {ident(self.database)}.`schema_migrations` (version) VALUES ({migration.version})")
+        self.migrate()
         self._converge_retention()
         # Asked once here, off the event loop: reads are checked against it on every request.
         out = self.execute("SELECT name FROM system.formats WHERE is_output", fmt="TSV")
         self._output_formats = frozenset(out.decode().split())
         self._prime_series()
 
+    def migrate(self, target: int | None = None) -> None:
+        """Apply the migrations this database lacks, up to `target` (the latest when None)."""
+        for statement in bookkeeping_ddl(self.database):
+            self.execute(statement)
+        for migration in pending(self.database, self.schema_version(), target):
+            for step in migration.steps:
+                if isinstance(step, str):
+                    self.execute(step)
+                else:
+                    step(self.execute)
+            self.execute(f"INSERT INTO {ident(self.database)}.`schema_migrations` (version) VALUES ({migration.version})")
+
     def _prime_series(self) -> None:
         out = self.execute(prime_query(self.database), fmt="JSONCompactEachRow")
         self.series.prime([json.loads(line) for line in out.decode().splitlines() if line])
 
     def insert_group(self, table: Table, rows: pa.Table, token: str) -> None:
-        """Insert a writer's group: points first describe their new series in `series`."""
-        if table is POINTS:
+        """Insert a writer's group. Points go to the layout of `schema.layout`, their new series
+        described first, so a reader never sees a point without its labels."""
+        if table is not POINTS:
+            self.insert(table, rows, token)
+            return
+        try:
             changes = self.series.changes(rows)
-            if changes is not None:
-                series_rows, fresh = changes
-                self.insert(SERIES, series_rows, series_token(token))
-                self.series.remember(fresh)
-        self.insert(table, rows, token)
+            parts = split_points(rows)
+        except (KeyError, ValueError, pa.ArrowException) as exc:
+            raise StoreRejected(f"points not in the shape of {POINTS.name}: {exc}") from exc
+        if changes is not None:
+            series_rows, fresh = changes
+            self.insert(SERIES, series_rows, part_token(token, SERIES))
+            self.series.remember(fresh)
+        for kind_table, part in parts:
+            self.insert(kind_table, part, part_token(token, kind_table))
 
     def output_formats(self) -> frozenset[str]:
         """Every output format the engine knows (system.formats), as of `open`."""
@@ -104,7 +120,7 @@ class RegionStore(ABC):
         """Make each table's TTL what the config says now, including none.
 
         Only a table whose TTL differs is altered: a TTL change rewrites parts."""
-        for table in TABLES:
+        for table in live_tables():
             if not table.ttl_column:
                 continue
             current = self._ttl_days(table)
@@ -147,6 +163,11 @@ class RegionStore(ABC):
     def cancel(self, marker: str) -> None:
         """Stop the read running under `marker`, if it still runs."""
         self.execute(kill_statement(marker))
+
+
+def part_token(token: str, table: Table) -> str:
+    """The dedup token of one table's share of a group, derived from the group's own."""
+    return hashlib.sha256(f"{token}:{table.name}".encode()).hexdigest()[:32]
 
 
 def _first_line(exc: Exception) -> str:

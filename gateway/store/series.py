@@ -11,7 +11,6 @@ the group's, so a replayed group writes it once.
 
 from __future__ import annotations
 
-import hashlib
 import time
 
 import numpy as np
@@ -63,11 +62,6 @@ class SeriesCatalog:
         if len(self.known) + len(fresh) > self.max_series:
             self.known.clear()
         self.known.update(fresh)
-
-
-def series_token(token: str) -> str:
-    """The dedup token of a group's series rows, derived from the group's own."""
-    return hashlib.sha256(f"{token}:series".encode()).hexdigest()[:32]
 
 
 def prime_query(database: str) -> str:

@@ -102,14 +102,17 @@ def test_sigkill_under_load_loses_no_acknowledged_point_and_stores_none_twice(st
     assert all(n in attempted and stored[n] == (POINTS, POINTS) for n in stored), "a stored request is partial or duplicated"
 
 
-def test_a_crash_between_insert_and_done_stores_the_group_once(start_gateway):
+@pytest.mark.parametrize("crash_after", ["samples", "series"])
+def test_a_crash_between_insert_and_done_stores_the_group_once(start_gateway, crash_after):
+    # After `samples`: the group is stored, DONE is not. After `series`: the group's series are
+    # described, its points are not.
     gw = start_gateway({"store": {"batch": {"max_delay": "50ms", "max_rows": POINTS}}}, faults=True)
     gw.fault("store-down")
     assert send_http(gw, "crash", 1) == 200 and send_http(gw, "crash", 2) == 200
     # The writer has announced group [1] and keeps retrying; now let the insert
     # through and die right after it, before DONE reaches the spool.
     time.sleep(0.3)
-    gw.fault("crash-after-insert", "metric_points")
+    gw.fault("crash-after-insert", crash_after)
     gw.clear_fault("store-down")
     assert gw.proc.wait(30) == 137
     # Restart with batches large enough that a naive replay would regroup [1, 2]

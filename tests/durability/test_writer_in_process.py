@@ -122,7 +122,7 @@ def test_a_group_announced_before_a_crash_is_redone_once_even_if_it_was_stored(e
         asyncio.run(before_the_crash())
         import pyarrow as pa
 
-        rig.store.insert(POINTS, pa.concat_tables([first.rows, second.rows]), token)  # the insert that made it
+        rig.store.insert_group(POINTS, pa.concat_tables([first.rows, second.rows]), token)  # the insert that made it
         recovery = asyncio.run(after_the_restart())
         assert [i.token for i, _ in recovery.intents] == [token]
         assert [b.provenance.batch_id for b in recovery.intents[0][1]] == [first.batch_id, second.batch_id]

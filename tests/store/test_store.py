@@ -10,8 +10,9 @@ from telemetry_gateway.adapters.attributes import AttributeSets
 from telemetry_gateway.adapters.otlp.metrics import decode_request, metrics_to_arrow
 from telemetry_gateway.gateway.errors import QueryRefused, StoreRejected, StoreUnavailable
 from telemetry_gateway.gateway.store.base import classify
-from telemetry_gateway.schema import LOGS, POINTS, TABLES
-from telemetry_gateway.schema.migrations import SchemaTooNew, latest_version
+from telemetry_gateway.schema import LOGS, POINTS
+from telemetry_gateway.schema.layout import KIND_TABLES
+from telemetry_gateway.schema.migrations import SchemaTooNew, latest_version, live_tables
 from tests.adapters.otlp.helpers import NS, context, finalized
 
 NOW = 1_800_000_000 * NS
@@ -37,7 +38,8 @@ def points(values_and_attrs: list[tuple[float, list[tuple[str, str]]]], received
 
 def test_migrations_create_every_table_from_the_schema(store):
     assert store.schema_version() == latest_version()
-    for table in TABLES:
+    # metric_points is a view since version 7: it must keep the old table's columns and types.
+    for table in live_tables() + (POINTS,):
         found = rows_of(store, f"SELECT name, type FROM system.columns WHERE database = '{store.database}' AND table = '{table.name}'")
         assert [(r["name"], r["type"]) for r in found] == [(c.name, c.type.clickhouse) for c in table.columns]
 
@@ -56,7 +58,7 @@ def test_a_newer_schema_is_refused_with_a_clear_message(store, make_store):
 
 def test_inserted_rows_read_back_exactly(store):
     table = points([(5.0, [("route", "/a"), ("code", "200")]), (7.0, [("route", "/b")])])
-    store.insert(POINTS, table, "a" * 32)
+    store.insert_group(POINTS, table, "a" * 32)
     rows = rows_of(store, f"SELECT metric_name, value, attributes, service_name, kind, temporality, toString(toUnixTimestamp64Nano(time)) AS t, tenant, region, source_kind FROM `{store.database}`.metric_points ORDER BY value")
     assert rows == [
         {"metric_name": "requests", "value": 5, "attributes": {"route": "/a", "code": "200"}, "service_name": "api",
@@ -68,7 +70,7 @@ def test_inserted_rows_read_back_exactly(store):
 
 def test_series_id_ignores_attribute_order_and_separates_series(store):
     table = points([(1.0, [("a", "1"), ("b", "2")]), (2.0, [("b", "2"), ("a", "1")]), (3.0, [("a", "1"), ("b", "3")])])
-    store.insert(POINTS, table, "b" * 32)
+    store.insert_group(POINTS, table, "b" * 32)
     ids = [r["series_id"] for r in rows_of(store, f"SELECT toString(series_id) AS series_id FROM `{store.database}`.metric_points ORDER BY value")]
     assert ids[0] == ids[1] != ids[2]
     assert int(ids[0]) != 0
@@ -76,17 +78,17 @@ def test_series_id_ignores_attribute_order_and_separates_series(store):
 
 def test_a_repeated_token_is_stored_once(store):
     table = points([(1.0, [("k", "v")]), (2.0, [("k", "w")])])
-    store.insert(POINTS, table, "c" * 32)
-    store.insert(POINTS, table, "c" * 32)
+    store.insert_group(POINTS, table, "c" * 32)
+    store.insert_group(POINTS, table, "c" * 32)
     assert rows_of(store, f"SELECT toString(count()) AS n FROM `{store.database}`.metric_points") == [{"n": "2"}]
-    store.insert(POINTS, table, "d" * 32)
+    store.insert_group(POINTS, table, "d" * 32)
     assert rows_of(store, f"SELECT toString(count()) AS n FROM `{store.database}`.metric_points") == [{"n": "4"}]
 
 
 def test_a_batch_of_the_wrong_shape_is_rejected_permanently(store):
     wrong = pa.table({"time": pa.array(["not a time"])})
     with pytest.raises(StoreRejected):
-        store.insert(POINTS, wrong, "e" * 32)
+        store.insert_group(POINTS, wrong, "e" * 32)
 
 
 @pytest.mark.parametrize(
@@ -123,7 +125,7 @@ def test_retention_follows_the_config_at_each_start_back_to_none(make_store):
     for days in (30, 0, 0, 5):
         s.retention_days = days
         s.open()
-        for table in (LOGS, POINTS):
+        for table in (LOGS, KIND_TABLES[0].table):
             ddl = s.execute(f"SHOW CREATE TABLE `{s.database}`.{table.name}").decode()
             assert ("TTL " in ddl) == bool(days), (days, ddl)
             assert not days or f"toIntervalDay({days})" in ddl
@@ -146,6 +148,8 @@ def test_an_older_store_is_migrated_forward(make_store):
     old.open()
     assert old.schema_version() == latest_version() >= 2
     assert "exemplar_trace_ids" in old.execute(f"SHOW CREATE TABLE `{old.database}`.metric_points").decode()
+    assert old.execute(f"SELECT engine FROM system.tables WHERE database = '{old.database}' AND name = 'metric_points'") \
+        == b'"View"\n'  
 
 
 def test_prometheus_histograms_are_assembled_at_query_time(store):
@@ -162,7 +166,7 @@ def test_prometheus_histograms_are_assembled_at_query_time(store):
                 series.labels.append(Label(name=name.encode(), value=text.encode()).SerializeToString())
             series.samples.add(value=value, timestamp=now_ms)
         table = finalized(remote_write_to_arrow(request, PrometheusMetadata(), AttributeSets()), context(NOW, source_kind="remote_write")).table
-        store.insert(POINTS, table, uuid_token(le))
+        store.insert_group(POINTS, table, uuid_token(le))
     rows = rows_of(store, f"SELECT metric_name, attributes, toString(le_bounds) AS le, cumulative_counts, service_name "
                           f"FROM `{store.database}`.prometheus_histograms")
     assert rows == [{"metric_name": "req_seconds", "attributes": {"route": "/pay"}, "le": "[0.1,0.5,inf]",

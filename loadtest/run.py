@@ -29,7 +29,7 @@ import pyarrow as pa
 from telemetry_gateway.adapters.attributes import AttributeSets
 from telemetry_gateway.adapters.otlp.metrics import decode_request, metrics_to_arrow
 from telemetry_gateway.adapters.base import AcceptWindow
-from telemetry_gateway.gateway.batch import Caller, Provenance
+from telemetry_gateway.gateway.batch import Caller, Provenance, new_batch_id
 from telemetry_gateway.gateway.finalize import Finalizer
 from telemetry_gateway.schema import POINTS
 from loadtest.otlp_load import LOGS_METHOD, grpc_load, http_load
@@ -99,12 +99,13 @@ def measure(gateway: GatewayProcess, sampler: Sampler, label: str, per_request: 
 
 
 def store_ceiling(payloads: list[bytes], batch_rows: int) -> tuple[float, float]:
-    """Rows/s and CPU-s per million inserting prebuilt Arrow tables into chDB."""
+    """Rows/s and CPU-s per million storing prebuilt Arrow tables as the writer does (`insert_group`)."""
     from telemetry_gateway.gateway.store.embedded import EmbeddedStore
 
     sets = AttributeSets()
     finalizer = Finalizer(AcceptWindow(max_age_ns=10**18))
-    provenance = Provenance("otlp_metrics", "otlp", "bench", Caller("local"), "0" * 32, time.time_ns(), region="default")
+    provenance = Provenance("otlp_metrics", "otlp", "bench", Caller("local"), new_batch_id(), time.time_ns(),
+                            region="default")
     tables = [finalizer.finish_all(metrics_to_arrow(decode_request(p), sets), provenance, POINTS) for p in payloads]
     whole = pa.concat_tables(tables)
     batches = [whole.slice(i, batch_rows) for i in range(0, whole.num_rows, batch_rows)]
@@ -114,7 +115,7 @@ def store_ceiling(payloads: list[bytes], batch_rows: int) -> tuple[float, float]
 
         cpu0, t0 = time.process_time(), time.perf_counter()
         for i, batch in enumerate(batches):
-            store.insert(POINTS, batch, f"{i:032x}")
+            store.insert_group(POINTS, batch, f"{i:032x}")
         seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         store.close()
     return whole.num_rows / seconds, cpu / whole.num_rows * 1e6

@@ -23,6 +23,20 @@ from telemetry_gateway.schema.ddl import ident
 
 
 
+# chDB's Python() reader pays per chunk and column: measured on 480k narrow rows, 5.5 CPU-us per row
+# in 100-row chunks, 1.4 in 2000-row chunks, where joining the chunks first cost 1.1 and 0.2.
+# A writer's group is one chunk per batch, and SDKs, scrapes and syslog flushes send small ones.
+MIN_AVERAGE_CHUNK = 2000
+
+
+def few_chunks(rows: pa.Table) -> pa.Table:
+    """`rows` with its chunks joined when they are small on average."""
+    chunks = max((c.num_chunks for c in rows.columns), default=1)
+    if chunks > 1 and rows.num_rows < MIN_AVERAGE_CHUNK * chunks:
+        return rows.combine_chunks()
+    return rows
+
+
 class DataDirInUse(RuntimeError):
     pass
 
@@ -113,6 +127,7 @@ class EmbeddedStore(RegionStore):
         return self.engine.run(sql, fmt, params)
 
     def insert(self, table: Table, rows: pa.Table, token: str) -> None:
+        rows = few_chunks(rows)
         names = ", ".join(ident(c.name) for c in table.sent_columns())
         sql = (
             f"INSERT INTO {ident(self.database)}.{ident(table.name)} ({names}) "

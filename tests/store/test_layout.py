@@ -1,0 +1,94 @@
+"""The narrow layout gives back exactly the rows a batch of points held, whatever their kinds."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pyarrow as pa
+import pytest
+
+from telemetry_gateway.adapters.attributes import AttributeSets
+from telemetry_gateway.adapters.otlp.metrics import decode_request, metrics_to_arrow
+from telemetry_gateway.gateway.batch import new_batch_id
+from telemetry_gateway.gateway.errors import StoreRejected
+from telemetry_gateway.schema import POINTS
+from telemetry_gateway.schema.ddl import create_table
+from telemetry_gateway.schema.layout import BATCH_REF_SQL, batch_ref, split_points
+from tests.adapters.otlp.helpers import NS, context, finalized
+from tests.store.testdata.make_v6_store import every_kind
+
+NOW = 1_800_000_000 * NS
+
+
+def every_kind_points(batch_id: str, at_ns: int = NOW - NS) -> pa.Table:
+    ctx = context(NOW, batch_id=batch_id)
+    return finalized(metrics_to_arrow(decode_request(every_kind(at_ns, "d")), AttributeSets()), ctx).table
+
+
+def rows(store, sql: str) -> list[dict]:
+    return [json.loads(line) for line in store.execute(sql, fmt="JSONEachRow").decode().splitlines()]
+
+
+def test_the_view_gives_back_the_rows_a_wide_table_would_hold(store):
+    db = store.database
+    store.execute(create_table(db, replace(POINTS, name="wide"), version=6))
+    new_style, old_style = new_batch_id(), "ab" * 16
+    for token, batch_id, at in (("1" * 32, new_style, NOW - NS), ("2" * 32, old_style, NOW - 2 * NS)):
+        points = every_kind_points(batch_id, at)
+        store.insert_group(POINTS, points, token)
+        store.insert(replace(POINTS, name="wide"), points, token)
+    order = "ORDER BY series_id, time, kind"
+    stored = rows(store, f"SELECT * FROM `{db}`.metric_points {order}")
+    assert len(stored) == 12 and stored == rows(store, f"SELECT * FROM `{db}`.wide {order}")
+    assert {r["batch_id"] for r in stored} == {new_style, old_style}
+    by_kind = {r["table"]: int(r["n"]) for r in rows(store, "SELECT table, sum(rows) AS n FROM system.parts "
+                                                          f"WHERE database = '{db}' AND active GROUP BY table")}
+    assert (by_kind["samples"], by_kind["histogram_points"], by_kind["exp_histogram_points"],
+            by_kind["summary_points"]) == (6, 2, 2, 2)
+
+
+def test_a_replayed_group_is_stored_once_in_every_table(store):
+    points = every_kind_points(new_batch_id())
+    for _ in range(2):
+        store.insert_group(POINTS, points, "c" * 32)
+    assert rows(store, f"SELECT count() AS n FROM `{store.database}`.metric_points") == [{"n": 6}]
+    assert rows(store, f"SELECT count() AS n FROM `{store.database}`.series") == [{"n": 6}]
+
+
+def test_a_point_of_an_unknown_kind_is_refused_for_good(store):
+    points = every_kind_points(new_batch_id())
+    kinds = points.column("kind").to_pylist()
+    odd = points.set_column(points.schema.get_field_index("kind"), "kind", pa.array(["sketch"] + kinds[1:]))
+    with pytest.raises(StoreRejected, match="unknown kind 'sketch'"):
+        store.insert_group(POINTS, odd, "d" * 32)
+
+
+def test_batch_ids_are_16_hex_digits_and_increase():
+    ids = [new_batch_id() for _ in range(10_000)]
+    assert all(len(i) == 16 and int(i, 16) > 0 for i in ids)
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+def test_batch_ref_is_the_same_in_python_and_in_sql(store):
+    ids = [new_batch_id(), "ab" * 16, "0123456789ABCDEF", "", "short", "zz" * 16, "0" * 16]
+    got = store.engine.run(f"SELECT {BATCH_REF_SQL} FROM Python(rows)", fmt="TSV",
+                           rows=pa.table({"batch_id": ids})).decode().split()
+    assert [int(g) for g in got] == [batch_ref(i) for i in ids]
+
+
+def test_split_keeps_every_point_once():
+    points = every_kind_points(new_batch_id())
+    parts = split_points(points)
+    assert sorted(t.name for t, _ in parts) == ["exp_histogram_points", "histogram_points", "samples", "summary_points"]
+    assert sum(p.num_rows for _, p in parts) == points.num_rows
+
+
+def test_small_chunks_are_joined_before_chdb_reads_them():
+    from telemetry_gateway.gateway.store.embedded import MIN_AVERAGE_CHUNK, few_chunks
+
+    small = pa.concat_tables([pa.table({"v": list(range(10))})] * 50)
+    assert few_chunks(small).column("v").num_chunks == 1
+    assert few_chunks(small).column("v").to_pylist() == small.column("v").to_pylist()
+    large = pa.concat_tables([pa.table({"v": list(range(MIN_AVERAGE_CHUNK))})] * 3)
+    assert few_chunks(large) is large

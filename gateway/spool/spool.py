@@ -34,7 +34,7 @@ Rules
 
 Layout: `<spool.path>/segment-000000000001.spool`, ... Each DATA payload is one
 accepted request's rows for one (region, table), as an Arrow IPC stream
-(LZ4-compressed buffers), or, for record batches (meta `"encoding": "json"`,
+(LZ4-compressed buffers from `COMPRESS_FROM_ROWS` rows up), or, for record batches (meta `"encoding": "json"`,
 a request's `ingest_log` row), a JSON array of rows. The meta holds the
 batch's provenance; records of older releases without it still replay.
 """
@@ -58,11 +58,17 @@ from telemetry_gateway.gateway.spool.records import DATA, DONE, INTENT, Damage, 
 
 log = logging.getLogger(__name__)
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+_IPC_PLAIN = pa.ipc.IpcWriteOptions()
+# LZ4 costs per buffer: measured on OTLP points, 0.35 ms for a 100-point batch (8x the plain write) for
+# 2.2x fewer bytes, and 1.3 ms for 2000 points (2.7x the plain write) for 2.7x fewer. Small batches,
+# which SDKs send, are spooled plain; the few bytes they take are not worth it.
+COMPRESS_FROM_ROWS = 1000
 
 
 def to_ipc(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema, options=_IPC_OPTIONS) as writer:
+    options = _IPC_OPTIONS if table.num_rows >= COMPRESS_FROM_ROWS else _IPC_PLAIN
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
 

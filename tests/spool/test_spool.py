@@ -197,3 +197,18 @@ def test_a_full_spool_refuses_more(tmp_path):
         await spool.close()
 
     asyncio.run(scenario())
+
+
+def test_small_batches_are_spooled_plain_and_large_ones_compressed_and_both_read_back():
+    from telemetry_gateway.gateway.spool.spool import COMPRESS_FROM_ROWS, from_ipc, to_ipc
+
+    def table(n: int) -> pa.Table:
+        return pa.table({"text": ["the same words again"] * n, "n": list(range(n))})
+
+    for n in (1, COMPRESS_FROM_ROWS - 1, COMPRESS_FROM_ROWS, 5 * COMPRESS_FROM_ROWS):
+        assert from_ipc(to_ipc(table(n))).equals(table(n))
+    plain = pa.BufferOutputStream()
+    with pa.ipc.new_stream(plain, table(COMPRESS_FROM_ROWS).schema) as writer:
+        writer.write_table(table(COMPRESS_FROM_ROWS))
+    assert len(to_ipc(table(COMPRESS_FROM_ROWS))) < plain.getvalue().size / 2
+    assert len(to_ipc(table(COMPRESS_FROM_ROWS - 1))) > len(to_ipc(table(COMPRESS_FROM_ROWS)))

@@ -34,8 +34,9 @@ Rules
 
 Layout: `<spool.path>/segment-000000000001.spool`, ... Each DATA payload is one
 accepted request's rows for one (region, table), as an Arrow IPC stream
-(LZ4-compressed buffers from `COMPRESS_FROM_ROWS` rows up), or, for record batches (meta `"encoding": "json"`,
-a request's `ingest_log` row), a JSON array of rows. The meta holds the
+(LZ4-compressed buffers from `COMPRESS_FROM_ROWS` rows up), or, for record
+batches (meta `"encoding": "json"`, a request's `ingest_log` row), a JSON
+array of rows. The meta holds the
 batch's provenance; records of older releases without it still replay.
 """
 

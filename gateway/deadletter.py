@@ -1,8 +1,10 @@
 """The dead-letter area: batches the store refused permanently, with the reason.
 
 Layout: `<path>/<batch_id>.arrow` (the rows, Arrow IPC) and
-`<path>/<batch_id>.json` (region, table, rows, reason, time). The JSON is
-written last, so a listed entry always has its rows. A redriven batch that
+`<path>/<batch_id>.json` (region, table, rows, reason, time, and the tables
+that had already taken its share when the rest was refused). The JSON is
+written last, so a listed entry always has its rows. A batch loaded for a
+redrive leaves out the rows those tables hold. A redriven batch that
 is refused again comes back under the id it had, not its new batch id, so the
 id a user listed keeps working. `telemetry-gateway
 deadletter list` shows them; `deadletter redrive` sends them to the store
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from telemetry_gateway.gateway.batch import Batch, Provenance, table_named
 from telemetry_gateway.gateway.spool.spool import from_ipc, to_ipc
+from telemetry_gateway.schema.layout import not_stored_in
 
 _ID = re.compile(r"^[0-9a-f]{8,64}$")
 
@@ -33,6 +36,7 @@ class DeadLetter:
     reason: str
     time_ns: int
     provenance: dict = field(default_factory=dict)
+    stored_tables: list = field(default_factory=list)
 
 
 def _write_durably(path: Path, data: bytes) -> None:
@@ -53,12 +57,13 @@ class DeadLetters:
             raise KeyError(f"not a batch id: {batch_id!r}")
         return batch_id
 
-    def put(self, batch: Batch, reason: str) -> None:
+    def put(self, batch: Batch, reason: str, stored_tables: frozenset[str] = frozenset()) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         batch_id = self._check(batch.provenance.dead_letter_id or batch.batch_id)
         _write_durably(self.path / f"{batch_id}.arrow", to_ipc(batch.arrow()))
         meta = {"batch_id": batch_id, "region": batch.region, "table": batch.table.name, "rows": batch.num_rows,
-                "reason": reason, "time_ns": time.time_ns(), "provenance": batch.provenance.to_meta()}
+                "reason": reason, "time_ns": time.time_ns(), "provenance": batch.provenance.to_meta(),
+                "stored_tables": sorted(stored_tables)}
         _write_durably(self.path / f"{batch_id}.json", json.dumps(meta).encode())
 
     def list(self) -> list[DeadLetter]:
@@ -76,6 +81,8 @@ class DeadLetters:
         except FileNotFoundError:
             raise KeyError(f"no dead letter {batch_id}") from None
         rows = from_ipc((self.path / f"{batch_id}.arrow").read_bytes())
+        if meta.get("stored_tables"):
+            rows = not_stored_in(rows, meta["stored_tables"])
         return Batch(table_named(meta["table"]), rows, Provenance.from_meta(meta, meta["region"], batch_id))
 
     def remove(self, batch_id: str) -> None:

@@ -58,6 +58,15 @@ class StoreRejected(PermanentError):
     pass
 
 
+class PartlyStored(StoreRejected):
+    """A group of points refused after some of its tables had taken their share (`stored`, by table
+    name): whatever replaces the group must skip those, or their rows would be stored twice."""
+
+    def __init__(self, message: str, stored: frozenset[str]) -> None:
+        super().__init__(message)
+        self.stored = stored
+
+
 class QueryRefused(PermanentError):
     pass
 

@@ -131,6 +131,14 @@ def split_points(points: pa.Table) -> list[tuple[Table, pa.Table]]:
     return [(k.table, _select(k.table, part)) for k, part in _by_kind(rows)]
 
 
+def not_stored_in(points: pa.Table, tables: list[str]) -> pa.Table:
+    """The points whose kind table is not among `tables` (those already hold their share)."""
+    kinds = [kind for k in KIND_TABLES if k.table.name in tables for kind in k.kinds]
+    if not kinds or "kind" not in points.column_names:
+        return points
+    return points.filter(pc.invert(pc.is_in(points.column("kind"), pa.array(kinds))))
+
+
 def _by_kind(points: pa.Table):
     kinds = points.column("kind").unique().to_pylist()
     unknown = [k for k in kinds if k not in _ALL_KINDS]

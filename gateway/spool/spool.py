@@ -84,6 +84,7 @@ class Intent:
     region: str
     table: str
     batch_ids: list[str]
+    skip: list[str] = field(default_factory=list)  # tables that already hold the group's rows (PartlyStored)
 
 
 @dataclass
@@ -173,7 +174,8 @@ class Spool:
                 batches[batch.batch_id] = (number, batch)
                 consumed.update(batch.consumes)
             elif record.kind == INTENT:
-                intents[meta["token"]] = (number, Intent(meta["token"], meta["region"], meta["table"], meta["batch_ids"]))
+                intents[meta["token"]] = (number, Intent(meta["token"], meta["region"], meta["table"], meta["batch_ids"],
+                                                         meta.get("skip", [])))
             elif record.kind == DONE:
                 outcomes[meta["token"]] = meta["outcome"]
         finished = {b for t, (_, i) in intents.items() if outcomes.get(t) in ("stored", "dead_letter") for b in i.batch_ids}
@@ -245,7 +247,10 @@ class Spool:
         await self._submit("data", batch, self.fsync == "batch", written)
 
     async def append_intent(self, intent: Intent) -> None:
-        record = Record(INTENT, {"token": intent.token, "region": intent.region, "table": intent.table, "batch_ids": intent.batch_ids})
+        meta = {"token": intent.token, "region": intent.region, "table": intent.table, "batch_ids": intent.batch_ids}
+        if intent.skip:
+            meta["skip"] = intent.skip
+        record = Record(INTENT, meta)
         await self._submit("record", record, True, lambda number, _: self._track_intent(number, intent))
 
     async def append_done(self, token: str, outcome: str) -> None:

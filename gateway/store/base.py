@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 
 import pyarrow as pa
 
-from telemetry_gateway.gateway.errors import QueryFailed, QueryRefused, StoreRejected, StoreUnavailable
+from telemetry_gateway.gateway.errors import PartlyStored, QueryFailed, QueryRefused, StoreRejected, StoreUnavailable
 from telemetry_gateway.gateway.store.reads import ReadLimits, check_read, kill_statement, read_settings
 from telemetry_gateway.gateway.store.series import SeriesCatalog, prime_query
 from telemetry_gateway.schema import POINTS, SERIES, Table
@@ -94,9 +94,10 @@ class RegionStore(ABC):
         out = self.execute(prime_query(self.database), fmt="JSONCompactEachRow")
         self.series.prime([json.loads(line) for line in out.decode().splitlines() if line])
 
-    def insert_group(self, table: Table, rows: pa.Table, token: str) -> None:
+    def insert_group(self, table: Table, rows: pa.Table, token: str, skip: frozenset[str] = frozenset()) -> None:
         """Insert a writer's group. Points go to the layout of `schema.layout`, their new series
-        described first, so a reader never sees a point without its labels."""
+        described first, so a reader never sees a point without its labels. Tables in `skip`
+        already hold the group's share (`PartlyStored`)."""
         if table is not POINTS:
             self.insert(table, rows, token)
             return
@@ -105,12 +106,23 @@ class RegionStore(ABC):
             parts = split_points(rows)
         except (KeyError, ValueError, pa.ArrowException) as exc:
             raise StoreRejected(f"points not in the shape of {POINTS.name}: {exc}") from exc
-        if changes is not None:
+        stored = set(skip)
+        if changes is not None and SERIES.name not in skip:
             series_rows, fresh = changes
-            self.insert(SERIES, series_rows, part_token(token, SERIES))
+            self._insert_share(SERIES, series_rows, token, stored)
             self.series.remember(fresh)
         for kind_table, part in parts:
-            self.insert(kind_table, part, part_token(token, kind_table))
+            if kind_table.name not in skip:
+                self._insert_share(kind_table, part, token, stored)
+
+    def _insert_share(self, table: Table, rows: pa.Table, token: str, stored: set[str]) -> None:
+        try:
+            self.insert(table, rows, part_token(token, table))
+        except StoreRejected as exc:
+            if stored:
+                raise PartlyStored(str(exc), frozenset(stored)) from exc
+            raise
+        stored.add(table.name)
 
     def output_formats(self) -> frozenset[str]:
         """Every output format the engine knows (system.formats), as of `open`."""

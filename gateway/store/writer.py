@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from telemetry_gateway.gateway.deadletter import DeadLetters
-from telemetry_gateway.gateway.errors import GatewayError, StoreRejected, StoreUnavailable, Throttled
+from telemetry_gateway.gateway.errors import GatewayError, PartlyStored, StoreRejected, StoreUnavailable, Throttled
 from telemetry_gateway.gateway.retry import RetryPolicy
 from telemetry_gateway.gateway.batch import Batch, arrow_of
 from telemetry_gateway.gateway.spool.spool import Intent, Spool
@@ -68,6 +68,7 @@ class _Group:
     items: list[_Queued]
     token: str = ""
     announced: bool = False  # an INTENT for this token is already in the spool
+    skip: frozenset[str] = frozenset()  # tables that already hold these rows (PartlyStored)
 
     def __post_init__(self) -> None:
         self.token = self.token or batch_token([q.batch.batch_id for q in self.items])
@@ -157,7 +158,7 @@ class TableWriter:
     def replay(self, intent: Intent, batches: list[Batch]) -> None:
         """Redo a group announced before a crash: same batches, same token."""
         items = [_Queued(b, time.monotonic()) for b in batches]
-        self._replays.append(_Group(items, intent.token, announced=True))
+        self._replays.append(_Group(items, intent.token, announced=True, skip=frozenset(intent.skip)))
         self._queued_rows += sum(b.num_rows for b in batches)
         self.queued_bytes += sum(b.nbytes for b in batches)
         self._wake.set()
@@ -264,7 +265,7 @@ class TableWriter:
                 _settle(group, exc)
             elif exc.retryable:
                 # Attempt cap reached: the group stays announced and goes round again.
-                self._replays.insert(0, _Group(group.items, group.token, announced=True))
+                self._replays.insert(0, _Group(group.items, group.token, announced=True, skip=group.skip))
                 self._queued_rows += group.rows
                 self.queued_bytes += _nbytes(group)
             else:
@@ -275,7 +276,8 @@ class TableWriter:
         _settle(group, None)
 
     def _intent(self, group: _Group) -> Intent:
-        return Intent(group.token, self.store.region, self.table.name, [q.batch.batch_id for q in group.items])
+        return Intent(group.token, self.store.region, self.table.name, [q.batch.batch_id for q in group.items],
+                      sorted(group.skip))
 
     def _rows(self, group: _Group) -> pa.Table:
         try:
@@ -300,7 +302,7 @@ class TableWriter:
             started = time.monotonic()
             try:
                 await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self.store.insert_group, self.table, table, group.token
+                    self._executor, self.store.insert_group, self.table, table, group.token, group.skip
                 )
             except Exception as exc:
                 error = _as_gateway_error(exc)
@@ -318,10 +320,12 @@ class TableWriter:
             return
 
     async def _refused(self, group: _Group, exc: GatewayError) -> None:
-        """A permanent refusal: split the group, dead-letter single batches."""
+        """A permanent refusal: split the group, dead-letter single batches. Tables that took the
+        group's share before the refusal are skipped by its parts and by a redrive."""
+        skip = exc.stored if isinstance(exc, PartlyStored) else group.skip
         if len(group.items) == 1:
             batch = group.items[0].batch
-            await asyncio.to_thread(self._dead_letters.put, batch, str(exc))
+            await asyncio.to_thread(self._dead_letters.put, batch, str(exc), skip)
             self._telemetry.dead_lettered(self.store.region, self.table.name, batch.num_rows)
             log.error("batch %s refused by the %s store, moved to the dead-letter area: %s",
                       batch.batch_id, self.store.region, str(exc).splitlines()[0])
@@ -329,7 +333,7 @@ class TableWriter:
             return
         await self._spool.append_done(group.token, "split")
         for item in group.items:
-            await self._insert_group(_Group([item]))
+            await self._insert_group(_Group([item], skip=skip))
 
     def _report_depth(self) -> None:
         self._telemetry.queue_depth(self.store.region, self.table.name, self.pending_rows)

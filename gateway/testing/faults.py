@@ -7,6 +7,8 @@ before and after each insert:
 * `store-down`: inserts fail as if the store were unreachable (retryable);
 * `reject-service`: an insert with a row whose service_name equals the file's
   text is refused permanently (as ClickHouse refuses bad data);
+* `reject-table`: the same, only for inserts into one table; the file holds
+  `table:service`;
 * `crash-after-insert`: the process exits (like SIGKILL) right after an insert
   (into the table the file names, or any when it is empty) succeeds and before
   the spool records it as done; the file is consumed.
@@ -52,11 +54,19 @@ class FaultyStore(RegionStore):
         if (self.faults / "store-down").exists():
             raise StoreUnavailable("fault injected: the store is down")
         marker = self.faults / "reject-service"
-        if marker.exists() and "service_name" in rows.column_names:
-            if pc.any(pc.equal(rows.column("service_name"), marker.read_text().strip())).as_py():
-                raise StoreRejected("fault injected: Code: 117. DB::Exception: incorrect data")
+        if marker.exists() and _has_service(rows, marker.read_text().strip()):
+            raise StoreRejected("fault injected: Code: 117. DB::Exception: incorrect data")
+        marker = self.faults / "reject-table"
+        if marker.exists():
+            refused_table, _, service = marker.read_text().strip().partition(":")
+            if table.name == refused_table and _has_service(rows, service):
+                raise StoreRejected(f"fault injected into {table.name}: Code: 117. DB::Exception: incorrect data")
         self.inner.insert(table, rows, token)
         crash = self.faults / "crash-after-insert"
         if crash.exists() and crash.read_text().strip() in ("", table.name):
             crash.unlink()
             os._exit(137)
+
+
+def _has_service(rows: pa.Table, service: str) -> bool:
+    return "service_name" in rows.column_names and pc.any(pc.equal(rows.column("service_name"), service)).as_py()

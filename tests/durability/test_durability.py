@@ -186,6 +186,40 @@ def test_a_poison_batch_goes_to_the_dead_letter_area_and_the_rest_is_stored(star
     assert "0 dead-lettered batch(es)" in deadletter_cli(gw, "list").stdout
 
 
+def test_a_group_refused_after_some_tables_took_it_stores_nothing_twice(start_gateway):
+    from tests.store.testdata.make_v6_store import every_kind
+
+    gw = start_gateway({"store": {"batch": {"max_delay": "50ms"}}}, faults=True)
+    gw.fault("store-down")
+    now = time.time_ns()
+    # One group of two requests: every kind from "mixed", gauges from "plain".
+    assert post(gw.http_url, "/v1/metrics", every_kind(now - 10**9, "", "mixed", now - 600 * 10**9), PB)[0] == 200
+    assert send_http(gw, "plain", 1) == 200
+    time.sleep(0.3)
+    # `series` and `samples` take the group's share, then `histogram_points` refuses it.
+    gw.fault("reject-table", "histogram_points:mixed")
+    gw.clear_fault("store-down")
+    assert settled(gw, "plain", {1}) == {1: (POINTS, POINTS)}
+    assert wait_for(lambda: gw.metric("gateway_dead_letter_batches_total") == 1)
+
+    def kinds() -> dict[str, int]:
+        rows = gw.rows("SELECT kind, toString(count()) AS n FROM telemetry.metric_points "
+                       "WHERE service_name = 'mixed' GROUP BY kind")
+        return {r["kind"]: int(r["n"]) for r in rows}
+
+    assert kinds() == {"gauge": 2, "sum": 1}  # stored once, before the refusal
+    time.sleep(1)
+    assert per_request(gw, "plain") == {1: (POINTS, POINTS)}
+    gw.clear_fault("reject-table")
+    assert deadletter_cli(gw, "redrive", "--all").returncode == 0
+    # The redrive stores only what the refusal kept back.
+    assert wait_for(lambda: kinds() == {"gauge": 2, "sum": 1, "histogram": 1, "exponential_histogram": 1,
+                                        "summary": 1}), kinds()
+    time.sleep(1)
+    assert kinds() == {"gauge": 2, "sum": 1, "histogram": 1, "exponential_histogram": 1, "summary": 1}
+    assert per_request(gw, "plain") == {1: (POINTS, POINTS)}
+
+
 def test_sigterm_with_the_store_down_leaves_the_rest_in_the_spool_and_a_damaged_record_is_cut(start_gateway):
     gw = start_gateway({"shutdown": {"drain_timeout": "1s"}}, faults=True)
     gw.fault("store-down")

@@ -105,6 +105,15 @@ def test_an_intent_without_done_is_redone_with_its_token_and_members(tmp_path):
     assert [b.batch_id for b in recovery.batches] == ["aa03"]
 
 
+def test_an_intent_keeps_the_tables_its_group_must_skip(tmp_path):
+    spool, _ = reopen(tmp_path)
+    intent = Intent("cafe0002", "default", "metric_points", ["aa01"], ["samples", "series"])
+    asyncio.run(fill(spool, [batch("aa01", 1.0)], [(intent, None)]))
+    _, recovery = reopen(tmp_path)
+    [(redo, _)] = recovery.intents
+    assert redo.skip == ["samples", "series"]
+
+
 def test_stored_and_dead_lettered_groups_are_finished_but_split_ones_are_not(tmp_path):
     spool, _ = reopen(tmp_path)
     intents = [

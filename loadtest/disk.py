@@ -116,7 +116,7 @@ def main() -> None:
         print(f"{'old layout (metric_points table)':34s} {wide / points:6.1f} bytes per point")
         columns = new.execute(
             "SELECT column, round(sum(column_data_compressed_bytes) / sum(rows), 2) FROM system.parts_columns "
-            f"WHERE database = 'narrow' AND table = 'samples' AND active GROUP BY column ORDER BY 2 DESC", fmt="TSV")
+            "WHERE database = 'narrow' AND table = 'samples' AND active GROUP BY column ORDER BY 2 DESC", fmt="TSV")
         print("samples, bytes per point by column: " + ", ".join(
             f"{line.split(chr(9))[0]} {line.split(chr(9))[1]}" for line in columns.decode().splitlines()))
         new.close()

@@ -13,9 +13,7 @@ checks that `metric_points` still gives these rows.
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from pathlib import Path

@@ -55,6 +55,16 @@ def add_columns(database: str, table: Table, version: int) -> list[str]:
     ]
 
 
+def modify_columns(database: str, table: Table, version: int) -> list[str]:
+    """Columns whose stored type changed in `version`. `mutations_sync` waits for the rewrite, so a
+    crash leaves the migration unrecorded and it runs again; retyping to the type a column has is a no-op."""
+    return [
+        f"ALTER TABLE {ident(database)}.{ident(table.name)} MODIFY COLUMN {column_sql(c)} SETTINGS mutations_sync = 1"
+        for c in table.columns
+        if c.retyped == version
+    ]
+
+
 def set_retention(database: str, table: Table, days: int) -> str:
     """The TTL statement for a table that has a time to expire by (`ttl_column`)."""
     target = f"{ident(database)}.{ident(table.name)}"

@@ -6,7 +6,8 @@ is newer than this code knows: running old code against a newer schema could
 write rows the newer readers misinterpret.
 
 Migration N creates the tables and views with `since == N`, adds the columns
-with `since == N` to older tables, and moves the rows of a table with
+with `since == N` to older tables, changes the stored type of columns with
+`retyped == N`, and moves the rows of a table with
 `retired == N` into what replaces it (`schema.layout`), then drops it. A step
 is a statement, or a function of the store's `execute` where it must look
 before it acts: a move cut short by a crash runs again from the start.
@@ -19,7 +20,7 @@ from typing import Callable, Union
 
 from telemetry_gateway.schema import layout
 from telemetry_gateway.schema.otel import OTEL_VIEWS
-from telemetry_gateway.schema.ddl import add_columns, create_table, create_view, ident
+from telemetry_gateway.schema.ddl import add_columns, create_table, create_view, ident, modify_columns
 from telemetry_gateway.schema.model import TABLES, VIEWS
 
 Execute = Callable[..., bytes]
@@ -63,7 +64,8 @@ class MoveFailed(Exception):
 
 def latest_version() -> int:
     return max([t.since for t in STORED_TABLES] + [t.retired for t in STORED_TABLES]
-               + [c.since for t in STORED_TABLES for c in t.columns] + [v.since for v in ALL_VIEWS])
+               + [c.since for t in STORED_TABLES for c in t.columns]
+               + [c.retyped for t in STORED_TABLES for c in t.columns] + [v.since for v in ALL_VIEWS])
 
 
 def migration(database: str, version: int) -> Migration:
@@ -73,6 +75,7 @@ def migration(database: str, version: int) -> Migration:
             steps.append(create_table(database, table, version))
         elif table.since < version and not (table.retired and table.retired <= version):
             steps.extend(add_columns(database, table, version))
+            steps.extend(modify_columns(database, table, version))
     if version == layout.LAYOUT_VERSION:
         steps.append(layout.create_by_kind(database))
     for table in STORED_TABLES:

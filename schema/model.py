@@ -68,6 +68,8 @@ class Column:
     since: int = 1
     # What a row that does not use the column holds, when not the type's zero.
     fill: object = None
+    # The migration that changed the column's stored type (ALTER ... MODIFY COLUMN); 0 if never.
+    retyped: int = 0
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from telemetry_gateway.gateway.batch import new_batch_id
 from telemetry_gateway.gateway.errors import StoreRejected
 from telemetry_gateway.schema import POINTS
 from telemetry_gateway.schema.ddl import create_table
-from telemetry_gateway.schema.layout import BATCH_REF_SQL, batch_ref, split_points
+from telemetry_gateway.schema.layout import BATCH_REF_SQL, LAYOUT_TABLES, PLAIN_TEXT_VERSION, batch_ref, split_points
 from tests.adapters.otlp.helpers import NS, context, finalized
 from tests.store.testdata.make_v6_store import every_kind
 
@@ -46,6 +46,26 @@ def test_the_view_gives_back_the_rows_a_wide_table_would_hold(store):
                                                           f"WHERE database = '{db}' AND active GROUP BY table")}
     assert (by_kind["samples"], by_kind["histogram_points"], by_kind["exp_histogram_points"],
             by_kind["summary_points"]) == (6, 2, 2, 2)
+
+
+def test_a_version_8_store_gets_plain_text_columns_and_keeps_its_rows(make_store):
+    store = make_store()
+    store.migrate(PLAIN_TEXT_VERSION - 1)
+    db = store.database
+    retyped = [(t.name, c.name) for t in LAYOUT_TABLES for c in t.columns if c.retyped == PLAIN_TEXT_VERSION]
+    assert ("samples", "service_name") in retyped and ("samples", "tenant") not in retyped
+    for table, column in retyped:  # as version 8 created them
+        store.execute(f"ALTER TABLE `{db}`.`{table}` MODIFY COLUMN `{column}` LowCardinality(String) "
+                      "SETTINGS mutations_sync = 1")
+    store.insert_group(POINTS, every_kind_points(new_batch_id()), "d" * 32)
+    order = "ORDER BY series_id, time, kind"
+    before = rows(store, f"SELECT * FROM `{db}`.metric_points {order}")
+    store.open()
+    types = {(r["table"], r["name"]): r["type"] for r in rows(
+        store, f"SELECT table, name, type FROM system.columns WHERE database = '{db}'")}
+    assert {types[key] for key in retyped} == {"String"}
+    assert types[("metric_points", "service_name")] == "LowCardinality(String)"
+    assert len(before) == 6 and rows(store, f"SELECT * FROM `{db}`.metric_points {order}") == before
 
 
 def test_a_replayed_group_is_stored_once_in_every_table(store):

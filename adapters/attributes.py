@@ -4,6 +4,9 @@ Attribute sets repeat: a series sends the same set every interval.
 `AttributeSets` keys its registry on the raw bytes of the KeyValue encodings (a
 tuple, so element boundaries are part of the key and one sender cannot make
 its bytes collide with another's set) and decodes each distinct set once.
+The compiled OTLP walker finds sets by two 64-bit SipHash-1-3 hashes of that
+tuple, keyed at random per process (`hashed`): a sender who cannot know the
+keys cannot aim a collision at another set.
 
 Non-string values become text: numbers and booleans as JSON spells them, bytes
 as base64, arrays and maps as JSON, which ClickHouse's JSON functions read back.
@@ -193,6 +196,8 @@ class AttributeSets:
         self.generation += 1
         self.bytes = 0
         self.ids: dict[tuple, int] = {(): 0}
+        # The same ids by the compiled OTLP walker's 16-byte keyed hash of the raw tuple.
+        self.hashed: dict[bytes, int] = {}
         self.keys: list[tuple[str, ...]] = [()]
         self.values: list[tuple[str, ...]] = [()]
         self.hashes: list[int] = [pairs_hash((), ())]

@@ -17,3 +17,17 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras}" >&2
   touch "$stamp"
 fi
+# The compiled OTLP walker (Rust, built by maturin through pip; the machine's cargo and crates.io).
+# Without cargo the gateway still runs, on the Python walk, and says so; the tests require it.
+native=adapters/otlp/native
+native_stamp=.venv/.installed-native
+if [ ! -f "$native_stamp" ] || [ -n "$(find "$native/src" "$native/Cargo.toml" "$native/Cargo.lock" "$native/pyproject.toml" -newer "$native_stamp" 2>/dev/null)" ]; then
+  [ -d "$HOME/.cargo/bin" ] && PATH="$HOME/.cargo/bin:$PATH"
+  if command -v cargo >/dev/null 2>&1; then
+    echo "building the compiled OTLP walker (first time: about a minute) ..." >&2
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "./$native" >&2
+    touch "$native_stamp"
+  else
+    echo "cargo not found: gauges and sums take the Python walk (install Rust, then re-run, for the compiled one)" >&2
+  fi
+fi

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from functools import partial
 
+from telemetry_gateway.adapters.otlp import metrics as otlp_metrics
 from telemetry_gateway.gateway.admin import AdminServer
 from telemetry_gateway.gateway.components import COMPONENTS
 from telemetry_gateway.gateway.config import GatewayConfig
@@ -86,6 +87,9 @@ class Gateway:
         await self.admin.start()
         for service in self.services:
             await service.start()
+        if otlp_metrics.native_number_points is None:
+            log.warning("the compiled OTLP walker is not installed (adapters/otlp/native): OTLP gauges and sums "
+                        "take the Python walk, about twice the CPU per point; deploy/setup-venv.sh builds it")
         log.info("gateway ready (admin on %s)", self.config.admin.endpoint)
 
     async def shutdown(self) -> None:

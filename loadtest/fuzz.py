@@ -10,6 +10,10 @@ catch-all, so an adapter bug is a crash here). The gateway's own refusals
 (`GatewayError`) are the expected outcome of bad input; any other exception is
 a crash, and libFuzzer writes the input to `crash-*` in the work directory.
 
+`otlp_metrics_native` is differential: every input the protobuf parser takes
+must give the same rows and refusals through the compiled walker as through
+the Python walk (a difference is a crash).
+
 Seeds come from the recorded fixtures under tests/ and a few built requests.
 Prints, per target, the inputs run and the crashes found.
 """
@@ -27,11 +31,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ("otlp_metrics", "otlp_logs", "otlp_traces", "otlp_metrics_json", "otlp_logs_json", "otlp_traces_json",
-           "remote_write", "zipkin", "syslog", "jsonlines", "gzip", "exposition")
+           "remote_write", "zipkin", "syslog", "jsonlines", "gzip", "exposition", "otlp_metrics_native")
 
 
 def seeds(target: str) -> list[bytes]:
     data = ROOT / "tests" / "adapters"
+    if target == "otlp_metrics_native":
+        from tests.adapters.otlp.test_native import HOSTILE
+
+        return [(data / "otlp/testdata/sdk_metrics.binpb").read_bytes(), *HOSTILE.values()]
     if target.startswith("otlp_metrics"):
         raw = [(data / "otlp/testdata/sdk_metrics.binpb").read_bytes()]
     elif target.startswith("otlp_logs"):
@@ -118,12 +126,33 @@ def build_target(name: str):
                 decompress(data, "gzip", 1 << 20)
             elif name == "exposition":
                 parse(data.decode("utf-8", "replace"), "text/plain", 1_800_000_000_000)
+            elif name == "otlp_metrics_native":
+                _same_through_both_walks(data)
             else:
                 adapt(data)
         except (GatewayError, ScrapeFailed):
             pass  # refused with the gateway's own error: what bad input should get
 
     return one
+
+
+def _same_through_both_walks(data: bytes) -> None:
+    from google.protobuf.message import DecodeError
+
+    from telemetry_gateway.adapters.attributes import AttributeSets
+    from telemetry_gateway.adapters.otlp import metrics
+    from tests.adapters.otlp.test_native import assert_same
+
+    try:
+        metrics.decode_request(data)
+    except DecodeError:
+        try:
+            metrics.native_number_points(data)
+        except ValueError:
+            pass
+        return
+    if metrics._native_numbers(AttributeSets(), data) is not None:
+        assert_same(data)
 
 
 def _telemetry():

@@ -13,7 +13,9 @@ match their bounds. Kept with a quality flag: non-finite values
 
 from __future__ import annotations
 
+import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +33,24 @@ NO_RECORDED_VALUE = 1
 NAN = math.nan
 
 decode_request = wire.MetricsRequest.FromString
+
+try:  # the compiled walker (adapters/otlp/native); without it, gauges and sums take the Python walk
+    from telemetry_gateway_native import number_points as native_number_points
+except ImportError:
+    native_number_points = None
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Received:
+    """A decoded request and the bytes it came from, which the compiled walker reads."""
+
+    message: object
+    raw: bytes
+
+
+def decode_received(payload: bytes) -> Received:
+    return Received(decode_request(payload), bytes(payload))
 
 
 class _Metas:
@@ -82,7 +102,7 @@ class _Points:
         self.flags.append(dp.flags)
         self.attr_ids.append(self._attributes(tuple(dp.attributes)))
 
-    def add(self, points, meta: int, origin: int) -> None:
+    def add(self, points, meta: int, origin: int, index: int) -> None:
         before = len(self.time)
         self.walk(points)
         added = len(self.time) - before
@@ -94,6 +114,9 @@ class _Points:
 
     def kind_columns(self) -> dict[str, pa.Array]:
         raise NotImplementedError
+
+    def finish(self) -> None:
+        """Called once the request's metrics are all added."""
 
     def checks(self) -> list[tuple[str, str, np.ndarray]]:
         """Refusals particular to this kind: (code, reason, mask)."""
@@ -134,6 +157,87 @@ class _Numbers(_Points):
         missing = np.zeros(len(self), bool)
         missing[self.missing] = True
         return [("invalid_value", "data point has no value", missing & ~no_value)]
+
+
+class NativeMismatch(Exception):
+    """The compiled walker and the parsed request disagree on the request's metrics."""
+
+
+class _NativeNumbers(_Numbers):
+    """Gauge and sum points read by the compiled walker, kept as arrays; `finish` gives them the
+    columns `_Numbers` builds point by point. Attribute sets are looked up by the walker's keyed
+    hash (`AttributeSets.hashed`); a set met for the first time is registered from its raw bytes,
+    exactly as the Python walk registers it."""
+
+    def __init__(self, sets: AttributeSets, raw: bytes, columns: tuple[bytes, ...]) -> None:
+        super().__init__(sets)
+        self.raw = raw
+        counts, time, start, flags, value, has_value, hashes, kv_first, kv_count, kv_offset, kv_len = columns
+        self.counts = np.frombuffer(counts, np.uint32)
+        self.starts = np.concatenate(([0], np.cumsum(self.counts, dtype=np.int64)))
+        self.all_time, self.all_start = np.frombuffer(time, np.uint64), np.frombuffer(start, np.uint64)
+        self.all_flags, self.all_value = np.frombuffer(flags, np.uint32), np.frombuffer(value, np.float64)
+        self.all_has_value = np.frombuffer(has_value, np.uint8)
+        self.hashes = np.frombuffer(hashes, np.dtype((np.void, 16)))
+        self.pairs = np.frombuffer(hashes, np.uint64).reshape(-1, 2)
+        self.kv_first, self.kv_count = np.frombuffer(kv_first, np.uint32), np.frombuffer(kv_count, np.uint32)
+        self.kv_offset, self.kv_len = np.frombuffer(kv_offset, np.uint32), np.frombuffer(kv_len, np.uint32)
+        self.taken: list[tuple[int, int, int, int]] = []  # (first point, count, meta, origin) per metric
+
+    def add(self, points, meta: int, origin: int, index: int) -> None:
+        count = len(points)
+        if index >= len(self.counts) or self.counts[index] != count:
+            found = int(self.counts[index]) if index < len(self.counts) else "no"
+            raise NativeMismatch(f"metric {index} has {count} gauge or sum points, the walker read {found}")
+        if count:
+            self.taken.append((int(self.starts[index]), count, meta, origin))
+
+    def check_all_seen(self, metrics: int) -> None:
+        if metrics != len(self.counts):
+            raise NativeMismatch(f"the request has {metrics} metrics, the walker read {len(self.counts)}")
+
+    def finish(self) -> None:
+        if not self.taken:
+            return
+        firsts, counts, metas, origins = (np.asarray(c, np.int64) for c in zip(*self.taken))
+        placed = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        rows = np.arange(int(counts.sum())) + np.repeat(firsts - placed, counts)
+        self.time, self.start = self.all_time[rows], self.all_start[rows]
+        self.flags, self.value = self.all_flags[rows], self.all_value[rows]
+        self.missing = np.flatnonzero(self.all_has_value[rows] == 0)
+        self.meta, self.origin = np.repeat(metas, counts), np.repeat(origins, counts)
+        self.attr_ids = self._set_ids(rows)
+
+    def _set_ids(self, rows: np.ndarray) -> np.ndarray:
+        pairs = self.pairs[rows]
+        _, first, inverse = np.unique(pairs[:, 0], return_index=True, return_inverse=True)
+        if not np.array_equal(pairs[first[inverse], 1], pairs[:, 1]):  # two sets share one half: compare both
+            _, first, inverse = np.unique(self.hashes[rows], return_index=True, return_inverse=True)
+        keys = self.hashes[rows[first]].tolist()
+        known = self.sets.hashed
+        ids = [known.get(k) for k in keys]
+        inverse = inverse.ravel()
+        if None in ids:
+            refused: dict[int, str] = {}
+            for j in np.argsort(first, kind="stable").tolist():  # new sets get ids in the order points bring them
+                if ids[j] is None:
+                    ids[j] = self._register(keys[j], int(rows[first[j]]), j, refused)
+            if refused:
+                for row in np.flatnonzero(np.isin(inverse, list(refused))).tolist():  # in row order, as the Python walk
+                    self.bad[row] = ("invalid_attributes", refused[int(inverse[row])])
+        return np.asarray(ids, np.int64)[inverse]
+
+    def _register(self, key: bytes, point: int, j: int, refused: dict[int, str]) -> int:
+        first, count = int(self.kv_first[point]), int(self.kv_count[point])
+        spans = zip(self.kv_offset[first:first + count].tolist(), self.kv_len[first:first + count].tolist())
+        raw = tuple(self.raw[at:at + n] for at, n in spans)
+        try:
+            set_id = self.sets.id_of(raw)
+        except InvalidAttributes as exc:
+            refused[j] = f"attributes: {exc}"
+            return 0
+        self.sets.hashed[key] = set_id
+        return set_id
 
 
 def _increasing(bounds: list[float]) -> bool:
@@ -279,32 +383,67 @@ def _scope_points(sm) -> int:
     return sum(_point_count(m) for m in sm.metrics)
 
 
-def metrics_to_arrow(request, sets: AttributeSets) -> AdaptResult:
-    """Map a (lenient) ExportMetricsServiceRequest to `metric_points` drafts, one per kind."""
+def metrics_to_arrow(request, sets: AttributeSets, raw: bytes | None = None) -> AdaptResult:
+    """Map a (lenient) ExportMetricsServiceRequest to `metric_points` drafts, one per kind.
+
+    With `raw`, the bytes the request was parsed from, gauge and sum points come from the
+    compiled walker when it is installed; the result is the same (the tests compare them).
+    """
+    numbers = _native_numbers(sets, raw)
+    if numbers is None:
+        return _adapt(request, sets, None)
+    try:
+        return _adapt(request, sets, numbers)
+    except NativeMismatch as exc:
+        log.warning("the compiled OTLP walker disagreed with the parsed request (%s); adapted in Python", exc)
+        return _adapt(request, sets, None)
+
+
+def _native_numbers(sets: AttributeSets, raw: bytes | None) -> _NativeNumbers | None:
+    if raw is None or native_number_points is None:
+        return None
+    try:
+        return _NativeNumbers(sets, raw, native_number_points(raw))
+    except ValueError:  # bytes the parser took but the walker does not read (a group): the Python walk does
+        return None
+
+
+def _adapt(request, sets: AttributeSets, numbers: _NativeNumbers | None) -> AdaptResult:
     sets.begin()
     outcome = Outcome()
     origins, metas = Origins(sets), _Metas()
     builders = {kind: cls(sets) for kind, cls in _BUILDERS.items() if kind != "sum"}
+    if numbers is not None:
+        builders["gauge"] = numbers
     builders["sum"] = builders["gauge"]
+    index = 0  # the metric's place in the request, counting every metric: the compiled walker's numbering
     for rm in request.resource_metrics:
         try:
             resource = sets.id_of(tuple(rm.resource.attributes))
         except InvalidAttributes as exc:
             outcome.reject("invalid_attributes", f"resource attributes: {exc}", sum(_scope_points(sm) for sm in rm.scope_metrics))
+            index += sum(len(sm.metrics) for sm in rm.scope_metrics)
             continue
         for sm in rm.scope_metrics:
             try:
                 origin = origins.add(resource, _text(sm.scope.name), _text(sm.scope.version))
             except UnicodeDecodeError:
                 outcome.reject("invalid_utf8", "scope name or version is not valid UTF-8", _scope_points(sm))
+                index += len(sm.metrics)
                 continue
             for metric in sm.metrics:
-                _add_metric(metric, origin, metas, builders, outcome)
-    drafts = [_draft(b, metas, origins) for k, b in builders.items() if k != "sum" and len(b)]
+                _add_metric(metric, index, origin, metas, builders, outcome)
+                index += 1
+    if numbers is not None:
+        numbers.check_all_seen(index)
+    kinds = [b for k, b in builders.items() if k != "sum"]
+    for builder in kinds:
+        builder.finish()
+    drafts = [_draft(b, metas, origins) for b in kinds if len(b)]
     return AdaptResult(drafts, outcome)
 
 
-def _add_metric(metric, origin: int, metas: _Metas, builders: dict[str, _Points], outcome: Outcome) -> None:
+def _add_metric(metric, index: int, origin: int, metas: _Metas, builders: dict[str, _Points], outcome: Outcome) -> None:
     kind = metric.WhichOneof("data")
     if kind is None:
         return
@@ -320,4 +459,4 @@ def _add_metric(metric, origin: int, metas: _Metas, builders: dict[str, _Points]
     temporality = TEMPORALITY.get(getattr(data, "aggregation_temporality", 0), "unspecified")
     monotonic = bool(getattr(data, "is_monotonic", False))
     meta = metas.add(builders[kind].sets.names.metric(name), description, normalize_unit(unit), kind, temporality, monotonic)
-    builders[kind].add(data.data_points, meta, origin)
+    builders[kind].add(data.data_points, meta, origin, index)

@@ -205,7 +205,7 @@ class AttributeSets:
         self._compacted_hashes = np.asarray(self.hashes, np.uint64)
         self._seen = 1
         # What text sources worked out per series (type, unit, names, set ids); valid while these ids are.
-        self.series_cache: dict[tuple, dict] = {}
+        self.series_cache: dict[tuple, tuple] = {}
 
     def begin(self) -> None:
         """Call before adapting a request."""

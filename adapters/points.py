@@ -56,11 +56,16 @@ class PointRows:
     def __len__(self) -> int:
         return len(self.attrs) + len(self.light["series"])
 
-    def series_of_sets(self, *, name: str, kind: str, attributes_id: int, resource_id: int,
+    @staticmethod
+    def series_info_of(*, name: str, kind: str, attributes_id: int, resource_id: int,
                        temporality: str = "unspecified", monotonic: bool = False, unit: str = "",
-                       description: str = "", scope: tuple[str, str] = ("", "")) -> int:
+                       description: str = "", scope: tuple[str, str] = ("", "")) -> tuple:
+        """What `add_series` takes: a series' fields, which callers may cache while the set ids hold."""
+        return (name, description, unit, kind, temporality, *scope, monotonic, attributes_id, resource_id)
+
+    def add_series(self, info: tuple) -> int:
         """Register a series for `value()`, its label sets already in `self.labels`; returns its handle."""
-        self.series_info.append((name, description, unit, kind, temporality, *scope, monotonic, attributes_id, resource_id))
+        self.series_info.append(info)
         return len(self.series_info) - 1
 
     def value(self, series: int, time_ns: int, value: float, stale: bool = False) -> None:

@@ -59,12 +59,24 @@ def serve_command(config_path: Path | None) -> None:
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     private_dir(config.store.path)
     _raise_file_limit()
+    _tune_gc()
     try:
         asyncio.run(serve(config))
     except DataDirInUse as exc:
         raise click.ClickException(f"{exc}; is another gateway running? (`telemetry-gateway sql` works alongside it)") from None
     except (SchemaTooNew, StoreUnavailable, OSError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _tune_gc() -> None:
+    """Collect the young generation every 50k allocations, not 700. Text sources make many small
+    objects per sample (labels, tuples) while the registries hold millions of long-lived ones, and
+    each collection walked them: measured on the scrape benchmark (50 targets x 1000 series every
+    second), 25k samples/s stored at 47 CPU-s per million before, 44k at 28 after; remote write
+    34k at 34 before, 45k at 27 after; OTLP unchanged. Cycles are still collected, less often."""
+    import gc
+
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _raise_file_limit() -> None:

@@ -130,21 +130,22 @@ def series_handle(rows: PointRows, key, name: str, labels: dict[str, str], looku
     # `X_count` was first seen must retype it (a fallback type cached for good was a bug).
     info = known_family(name, lookup)
     cache = rows.labels.series_cache  # per tenant, like the label sets whose ids it holds
-    cache_key = (key, info)
-    prepared = cache.get(cache_key)
-    if prepared is None:
-        family, resolved = resolve(name, labels, lookup)
-        kind, monotonic = kind_of(name, family, resolved, labels)
-        attributes, resource = split_resource(labels)
-        keys, values = names.keys(tuple(attributes), tuple(attributes.values()))
-        prepared = dict(name=names.metric(name), kind=kind, temporality="cumulative" if kind == "sum" else "unspecified",
-                        monotonic=monotonic, unit=unit_of(family, resolved), description=resolved.help,
-                        attributes_id=rows.labels.id_of_labels(dict(zip(keys, values))),
-                        resource_id=rows.labels.id_of_labels(resource))
-        if len(cache) >= _PREPARED_MAX:
-            cache.clear()
-        cache[cache_key] = prepared
-    return rows.series_of_sets(**prepared)
+    cached = cache.get(key)
+    if cached is not None and (cached[0] is info or cached[0] == info):
+        return rows.add_series(cached[1])
+    family, resolved = resolve(name, labels, lookup)
+    kind, monotonic = kind_of(name, family, resolved, labels)
+    attributes, resource = split_resource(labels)
+    keys, values = names.keys(tuple(attributes), tuple(attributes.values()))
+    prepared = rows.series_info_of(name=names.metric(name), kind=kind, monotonic=monotonic,
+                                   temporality="cumulative" if kind == "sum" else "unspecified",
+                                   unit=unit_of(family, resolved), description=resolved.help,
+                                   attributes_id=rows.labels.id_of_labels(dict(zip(keys, values))),
+                                   resource_id=rows.labels.id_of_labels(resource))
+    if len(cache) >= _PREPARED_MAX:
+        cache.clear()
+    cache[key] = (info, prepared)
+    return rows.add_series(prepared)
 
 
 def add_samples(rows: PointRows, samples: Iterable[Sample], lookup: Lookup, outcome: Outcome,

@@ -214,8 +214,8 @@ class ScrapePoller:
             duration = time.time() - started
         if error:
             log.info("scrape %s failed: %s", target.url, error)
-        apply_target_labels(scraped.samples, target, self.config.honor_labels)
-        scraped.samples += self._stale_since_last(target, scraped.samples, scrape_ms)
+        # Off the event loop too: per sample, like the parse.
+        await asyncio.to_thread(self._label_and_mark_stale, target, scraped.samples, scrape_ms)
         own = target.identity_labels()
         scraped.samples += [
             Sample("up", dict(own), up, scrape_ms),
@@ -254,6 +254,10 @@ class ScrapePoller:
         if not self._budget.take(len(scraped.samples)):
             raise ScrapeFailed("the total sample limit for this interval is used up")
         return scraped
+
+    def _label_and_mark_stale(self, target: Target, samples: list[Sample], scrape_ms: int) -> None:
+        apply_target_labels(samples, target, self.config.honor_labels)
+        samples += self._stale_since_last(target, samples, scrape_ms)
 
     def _stale_since_last(self, target: Target, samples: list[Sample], scrape_ms: int) -> list[Sample]:
         current = {(s.name, tuple(sorted(s.labels.items()))) for s in samples}

@@ -214,8 +214,10 @@ class ScrapePoller:
             duration = time.time() - started
         if error:
             log.info("scrape %s failed: %s", target.url, error)
-        # Off the event loop too: per sample, like the parse.
-        await asyncio.to_thread(self._label_and_mark_stale, target, scraped.samples, scrape_ms)
+        # Per sample, so off the event loop like the parse; the per-target state changes on the loop,
+        # where a target's removal (`_mark_gone`) cannot come between.
+        current = await asyncio.to_thread(self._labelled_series, target, scraped.samples)
+        scraped.samples += self._stale_since_last(target, current, scrape_ms)
         own = target.identity_labels()
         scraped.samples += [
             Sample("up", dict(own), up, scrape_ms),
@@ -255,12 +257,12 @@ class ScrapePoller:
             raise ScrapeFailed("the total sample limit for this interval is used up")
         return scraped
 
-    def _label_and_mark_stale(self, target: Target, samples: list[Sample], scrape_ms: int) -> None:
+    def _labelled_series(self, target: Target, samples: list[Sample]) -> set[tuple]:
+        """Apply the target's labels; the page's series, for staleness."""
         apply_target_labels(samples, target, self.config.honor_labels)
-        samples += self._stale_since_last(target, samples, scrape_ms)
+        return {(s.name, tuple(sorted(s.labels.items()))) for s in samples}
 
-    def _stale_since_last(self, target: Target, samples: list[Sample], scrape_ms: int) -> list[Sample]:
-        current = {(s.name, tuple(sorted(s.labels.items()))) for s in samples}
+    def _stale_since_last(self, target: Target, current: set[tuple], scrape_ms: int) -> list[Sample]:
         previous = self._last_series.get(target, set())
         self._last_series[target] = current
         return [Sample(name, dict(labels), stale_marker(), scrape_ms) for name, labels in previous - current]

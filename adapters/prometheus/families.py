@@ -150,19 +150,33 @@ def series_handle(rows: PointRows, key, name: str, labels: dict[str, str], looku
 
 def add_samples(rows: PointRows, samples: Iterable[Sample], lookup: Lookup, outcome: Outcome,
                 names: Names | None = None) -> None:
-    """Append one point per sample to `rows`; repeated (series, timestamp) pairs are refused."""
+    """Append one point per sample to `rows`; repeated (series, timestamp) pairs are refused.
+
+    The hot loop of scrapes: each series usually comes once per page, so the duplicate check
+    keeps a set only for series that come again, and each name's metadata is looked up once."""
     names = names or Names()
-    handles: dict[tuple, int] = {}
+    handles: dict[tuple, tuple[int, int]] = {}  # series -> (handle, first timestamp)
     seen: set[tuple[int, int]] = set()
+    infos: dict[str, FamilyInfo | None] = {}
+    cache = rows.labels.series_cache
     for s in samples:
         series_key = (s.name, tuple(s.labels.items()))
-        handle = handles.get(series_key)
-        if handle is None:
-            handle = handles[series_key] = series_handle(rows, series_key, s.name, s.labels, lookup, names)
-        point = (handle, s.timestamp_ms)
-        if point in seen:
-            outcome.reject("duplicate", "duplicate sample (same series and timestamp)")
-            continue
-        seen.add(point)
-        stale = s.value != s.value and is_stale_marker(s.value)
-        rows.value(handle, s.timestamp_ms * NS_PER_MS, math.nan if stale else s.value, stale)
+        ts = s.timestamp_ms
+        entry = handles.get(series_key)
+        if entry is None:
+            info = infos[s.name] if s.name in infos else infos.setdefault(s.name, known_family(s.name, lookup))
+            cached = cache.get(series_key)
+            if cached is not None and (cached[0] is info or cached[0] == info):
+                handle = rows.add_series(cached[1])
+            else:
+                handle = series_handle(rows, series_key, s.name, s.labels, lookup, names)
+            handles[series_key] = (handle, ts)
+        else:
+            handle, first = entry
+            if ts == first or (handle, ts) in seen:
+                outcome.reject("duplicate", "duplicate sample (same series and timestamp)")
+                continue
+            seen.add((handle, ts))
+        value = s.value
+        stale = value != value and is_stale_marker(value)
+        rows.value(handle, ts * NS_PER_MS, math.nan if stale else value, stale)

@@ -10,8 +10,11 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as reference_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as reference_text
 
+from telemetry_gateway.adapters.attributes import AttributeSets
+from telemetry_gateway.adapters.base import Outcome
+from telemetry_gateway.adapters.points import PointRows
 from telemetry_gateway.adapters.prometheus.exposition import InvalidExposition, parse_exposition
-from telemetry_gateway.adapters.prometheus.families import FamilyInfo, known_family
+from telemetry_gateway.adapters.prometheus.families import FamilyInfo, Sample, add_samples, known_family
 
 PAGES = Path(__file__).parent / "testdata" / "pages"
 SCRAPE_MS = 1_800_000_000_000
@@ -85,3 +88,14 @@ def test_openmetrics_seconds_units_and_exemplars():
 def test_broken_lines_are_refused_with_the_line(line):
     with pytest.raises(InvalidExposition, match="line 2"):
         parse_exposition(f"ok 1\n{line}\n", SCRAPE_MS)
+
+
+def test_scraped_samples_repeated_for_a_series_and_time_are_refused_once_each():
+    a, b = {"job": "j", "x": "1"}, {"job": "j", "x": "2"}
+    samples = [Sample("m", dict(a), 1.0, 1), Sample("m", dict(a), 2.0, 2), Sample("m", dict(a), 9.0, 1),
+               Sample("m", dict(b), 3.0, 1), Sample("m", dict(a), 9.0, 2), Sample("m", dict(a), 4.0, 3)]
+    rows, outcome = PointRows(AttributeSets()), Outcome()
+    add_samples(rows, samples, lambda name: None, outcome)
+    table = rows.finish().columns
+    assert outcome.rejected_count == 2
+    assert table["value"].to_pylist() == [1.0, 2.0, 3.0, 4.0]

@@ -173,8 +173,9 @@ class AttributeSets:
     rows from an Arrow array of every known set (a C++ gather), so in steady
     state no row costs a Python string conversion. Sets first seen since the
     last compaction are built per request until the array is compacted again,
-    which happens when the registry stops growing or has grown by half: a
-    geometric schedule, so the copying stays linear in the number of sets.
+    which happens in a request that brings no new set, or once the registry has
+    grown by half: a geometric schedule, so the copying stays linear in the
+    number of sets.
 
     Each set's order-insensitive hash feeds the series id. The registry is
     reset whole when it grows past `max_sets`, and only between requests
@@ -203,7 +204,7 @@ class AttributeSets:
         self.hashes: list[int] = [pairs_hash((), ())]
         self._compacted = self._build(range(1))
         self._compacted_hashes = np.asarray(self.hashes, np.uint64)
-        self._seen = 1
+        self._at_begin = 1  # sets known when the current request began
         # What text sources worked out per series (type, unit, names, set ids); valid while these ids are.
         self.series_cache: dict[tuple, tuple] = {}
 
@@ -211,6 +212,7 @@ class AttributeSets:
         """Call before adapting a request."""
         if len(self.ids) > self._max or self.bytes > self._max_bytes:
             self._reset()
+        self._at_begin = len(self.keys)
 
     def id_of(self, raw: tuple[bytes, ...]) -> int:
         """Id of a raw attribute tuple; raises InvalidAttributes."""
@@ -263,10 +265,12 @@ class AttributeSets:
         )
 
     def _compact_if_due(self) -> None:
+        # Growth is judged per request (since `begin`), not per call: a request maps several columns,
+        # and its second call, seeing no growth since its first, compacted every request that brought
+        # new sets, copying the whole array each time.
         known, compacted = len(self.keys), len(self._compacted)
-        grew, self._seen = known != self._seen, known
         pending = known - compacted
-        if pending and (not grew or pending >= max(4096, compacted // 2)):
+        if pending and (known == self._at_begin or pending >= max(4096, compacted // 2)):
             self._compacted = pa.concat_arrays([self._compacted, self._build(range(compacted, known))])
             self._compacted_hashes = np.asarray(self.hashes, np.uint64)
 

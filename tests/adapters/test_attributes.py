@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 
-from telemetry_gateway.adapters.attributes import InvalidAttributes, _decode_generic, _string_pair, decode_uncached
+from telemetry_gateway.adapters.attributes import AttributeSets, InvalidAttributes, _decode_generic, _string_pair, decode_uncached
 
 SCALARS = st.one_of(
     st.builds(lambda s: AnyValue(string_value=s), st.text(max_size=200)),
@@ -47,3 +47,16 @@ def test_bad_utf8_is_refused_with_the_reason():
     bad = b"\x0a\x01k\x12\x03\x0a\x01\xff"
     with pytest.raises(InvalidAttributes, match="not valid UTF-8"):
         decode_uncached((bad,))
+
+
+def test_sets_are_copied_into_the_compacted_array_only_once_the_registry_rests_or_grows_by_half():
+    sets = AttributeSets()
+    for request in range(3):  # every request brings new sets; each maps two columns, as OTLP does
+        sets.begin()
+        ids = [sets.id_of_labels({"k": f"{request}-{n}"}) for n in range(10)]
+        assert [dict(m) for m in sets.map_column(ids)[0].to_pylist()] == [{"k": f"{request}-{n}"} for n in range(10)]
+        sets.map_column(ids)
+    assert len(sets._compacted) == 1  # not copied per request: that was quadratic in new series
+    sets.begin()  # a request with nothing new
+    sets.map_column(ids)
+    assert len(sets._compacted) == 31

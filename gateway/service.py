@@ -89,7 +89,7 @@ class Gateway:
             await service.start()
         if otlp_metrics.native_number_points is None:
             log.warning("the compiled OTLP walker is not installed (adapters/otlp/native): OTLP gauges and sums "
-                        "take the Python walk, about twice the CPU per point; deploy/setup-venv.sh builds it")
+                        "take the Python walk, about a third more CPU per point; deploy/setup-venv.sh builds it")
         log.info("gateway ready (admin on %s)", self.config.admin.endpoint)
 
     async def shutdown(self) -> None:

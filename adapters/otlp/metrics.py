@@ -39,6 +39,7 @@ try:  # the compiled walker (adapters/otlp/native); without it, gauges and sums 
 except ImportError:
     native_number_points = None
 log = logging.getLogger(__name__)
+mismatches = 0  # requests the compiled walker read differently, adapted in Python instead
 
 
 @dataclass(frozen=True)
@@ -395,7 +396,11 @@ def metrics_to_arrow(request, sets: AttributeSets, raw: bytes | None = None) -> 
     try:
         return _adapt(request, sets, numbers)
     except NativeMismatch as exc:
-        log.warning("the compiled OTLP walker disagreed with the parsed request (%s); adapted in Python", exc)
+        global mismatches
+        mismatches += 1
+        if mismatches % 1000 == 1:  # a sender repeating such a request must not flood the log
+            log.warning("the compiled OTLP walker disagreed with the parsed request (%s; %d so far); adapted in "
+                        "Python", exc, mismatches)
         return _adapt(request, sets, None)
 
 

@@ -207,3 +207,24 @@ def test_sets_that_share_one_hash_half_stay_apart():
     sets = AttributeSets()
     adapted = finalized(metrics._adapt(decode_request(raw), sets, metrics._NativeNumbers(sets, raw, tuple(columns))), CTX)
     assert adapted.table.column("attributes").to_pylist() == [[("a", "1")], [("a", "2")]]
+
+
+def test_a_walker_that_disagrees_is_overruled_and_logged_once_per_thousand(monkeypatch, caplog):
+    raw = metrics_requests(1, 20, 20)[0]
+    real = metrics.native_number_points
+
+    def one_point_short(data: bytes):
+        columns = list(real(data))
+        counts = bytearray(columns[0])
+        counts[0] -= 1  # the first metric: one point fewer than the request holds
+        columns[0] = bytes(counts)
+        return tuple(columns)
+
+    monkeypatch.setattr(metrics, "native_number_points", one_point_short)
+    monkeypatch.setattr(metrics, "mismatches", 0)
+    expected = finalized(metrics._adapt(decode_request(raw), AttributeSets(), None), CTX)
+    for _ in range(1001):
+        adapted = finalized(metrics.metrics_to_arrow(decode_request(raw), AttributeSets(), raw=raw), CTX)
+    assert plain(adapted.table.to_pylist()) == plain(expected.table.to_pylist()) and adapted.table.num_rows == 20
+    assert metrics.mismatches == 1001
+    assert [r.getMessage()[:50] for r in caplog.records] == ["the compiled OTLP walker disagreed with the parsed"] * 2

@@ -169,30 +169,19 @@ pub fn number_points(request: &[u8], keys: &Keys) -> Result<Points, Malformed> {
         return Err(Malformed("request over 4 GiB"));
     }
     let mut out = Points::default();
-    let mut r = Reader::new(request, 0);
-    while r.more() {
-        match r.tag()? {
-            (REQUEST_RESOURCE_METRICS, LEN) => resource_metrics(r.nested()?, &mut out, keys)?,
-            (_, wire) => r.skip(wire)?,
-        }
-    }
+    each(Reader::new(request, 0), REQUEST_RESOURCE_METRICS, |resource_metrics| {
+        each(resource_metrics, RESOURCE_METRICS_SCOPE_METRICS, |scope_metrics| {
+            each(scope_metrics, SCOPE_METRICS_METRICS, |m| metric(m, &mut out, keys))
+        })
+    })?;
     Ok(out)
 }
 
-fn resource_metrics(mut r: Reader, out: &mut Points, keys: &Keys) -> Result<(), Malformed> {
+/// Read each occurrence of the message field `field` with `read`; skip every other field.
+fn each(mut r: Reader, field: u32, mut read: impl FnMut(Reader) -> Result<(), Malformed>) -> Result<(), Malformed> {
     while r.more() {
         match r.tag()? {
-            (RESOURCE_METRICS_SCOPE_METRICS, LEN) => scope_metrics(r.nested()?, out, keys)?,
-            (_, wire) => r.skip(wire)?,
-        }
-    }
-    Ok(())
-}
-
-fn scope_metrics(mut r: Reader, out: &mut Points, keys: &Keys) -> Result<(), Malformed> {
-    while r.more() {
-        match r.tag()? {
-            (SCOPE_METRICS_METRICS, LEN) => metric(r.nested()?, out, keys)?,
+            (f, LEN) if f == field => read(r.nested()?)?,
             (_, wire) => r.skip(wire)?,
         }
     }
@@ -215,20 +204,10 @@ fn metric(mut r: Reader, out: &mut Points, keys: &Keys) -> Result<(), Malformed>
             member = field;
         }
         if field == METRIC_GAUGE || field == METRIC_SUM {
-            numbers(body, out, keys)?;
+            each(body, NUMBERS_DATA_POINTS, |p| point(p, out, keys))?;
         }
     }
     out.counts.push((out.time.len() - first_point) as u32);
-    Ok(())
-}
-
-fn numbers(mut r: Reader, out: &mut Points, keys: &Keys) -> Result<(), Malformed> {
-    while r.more() {
-        match r.tag()? {
-            (NUMBERS_DATA_POINTS, LEN) => point(r.nested()?, out, keys)?,
-            (_, wire) => r.skip(wire)?,
-        }
-    }
     Ok(())
 }
 

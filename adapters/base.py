@@ -36,6 +36,7 @@ REASON_CODES = frozenset({
     "time_missing",         # the event time is 0
     "too_old",              # older than the accept window
     "too_far_ahead",        # further in the future than the accept window allows
+    "residency",            # no region may lawfully keep the row (policy residency rules)
     "duplicate",            # the same series and timestamp twice in one request
     "unsupported",          # a valid input the gateway does not store yet
 })

@@ -3,9 +3,14 @@
 `POST /api/v1/sql` runs one read-only statement on a region's store, and
 `POST /api/v1/deadletter/redrive` sends dead-lettered batches to the store
 again. They are how the CLI reaches an embedded store that this process
-holds. Both need the bearer token the gateway writes, mode 0600, to
+holds. Both take the bearer token the gateway writes, mode 0600, to
 `<store.path>/admin.token` at start: whoever can read the data directory can
-use them, nobody else.
+use them, with no limit of tenant or region.
+
+With an access policy, principals may read too: role admin as the admin
+token does; read_raw and read_validated only their tenants' rows of their
+role's tables, in their tenants' regions (`store.reads.ReadScope`). Every
+read decision, allowed or refused, is audited.
 """
 
 from __future__ import annotations
@@ -15,15 +20,18 @@ import hmac
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from telemetry_gateway.gateway.config import AdminConfig, QueryConfig
-from telemetry_gateway.gateway.errors import GatewayError, QueryRefused
+from telemetry_gateway.gateway.batch import Caller
+from telemetry_gateway.gateway.errors import GatewayError, PermissionDenied, QueryRefused, Unauthenticated
 from telemetry_gateway.gateway.pipeline import IngestPipeline
 from telemetry_gateway.gateway.receivers import connections, status
 from telemetry_gateway.gateway.store.base import RegionStore
-from telemetry_gateway.gateway.store.reads import ReadLimits
+from telemetry_gateway.gateway.receivers.callers import http_caller, http_credentials
+from telemetry_gateway.gateway.store.reads import ReadLimits, ReadScope
 from telemetry_gateway.gateway.store.regions import RegionStores
 
 log = logging.getLogger(__name__)
@@ -53,7 +61,7 @@ class AdminServer:
     async def start(self) -> None:
         # handler_cancellation: a client that goes away cancels its handler, and so its read.
         self._runner = await connections.serve(self.app(), self.config.endpoint, self.config.connections, "admin",
-                                               handler_cancellation=True)
+                                               self.config.tls, handler_cancellation=True)
 
     async def cancel_reads(self) -> None:
         """Kill every running read (at shutdown: a read must not hold the process)."""
@@ -85,13 +93,33 @@ class AdminServer:
             self.telemetry.spool_bytes.set(self.pipeline.spool.pending_bytes)
         return web.Response(body=self.telemetry.exposition(), content_type="text/plain", charset="utf-8")
 
-    def _authorized(self, request: web.Request) -> bool:
-        supplied = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
-        return hmac.compare_digest(supplied, self._token.encode())
+    def _reader(self, request: web.Request) -> Reader:
+        """Who is reading and what they may see; raises Unauthenticated or PermissionDenied."""
+        caller = http_caller(request)
+        credentials = http_credentials(request)
+        policy = self.pipeline.access.current
+        if credentials.token and hmac.compare_digest(credentials.token.encode(), self._token.encode()):
+            return Reader(_as(caller, "local-admin"), None, None, policy.version if policy else "")
+        if policy is None:
+            raise Unauthenticated("missing or wrong admin token")
+        name, principal = policy.authenticate(credentials.token, caller.certificate_subject)
+        caller = _as(caller, name)
+        if "admin" in principal.roles:
+            return Reader(caller, None, None, policy.version)
+        if "read_raw" not in principal.roles and "read_validated" not in principal.roles:
+            raise PermissionDenied("this principal may not read (it has no read role)")
+        tenants = policy.tenants_for_read(principal, credentials.tenant)
+        regions = frozenset().union(*(policy.tenant(t).regions for t in tenants))
+        home = policy.tenant(tenants[0]).home_region if len(tenants) == 1 else None
+        return Reader(caller, ReadScope(tenants, "read_raw" not in principal.roles), regions, policy.version, home)
 
     async def redrive(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return web.Response(status=401, text="missing or wrong admin token\n")
+        try:
+            reader = self._reader(request)
+            if reader.scope is not None:
+                raise PermissionDenied("redrive needs the admin token or the admin role")
+        except (Unauthenticated, PermissionDenied) as exc:
+            return web.Response(status=status.http_status(exc), text=f"{exc}\n")
         try:
             ids = json.loads(await request.read())["ids"]
             assert isinstance(ids, list) and all(isinstance(i, str) for i in ids)
@@ -108,8 +136,13 @@ class AdminServer:
         return web.json_response(results)
 
     async def sql(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return web.Response(status=401, text="missing or wrong admin token\n")
+        try:
+            reader = self._reader(request)
+        except (Unauthenticated, PermissionDenied) as exc:
+            policy = self.pipeline.access.current
+            self.pipeline.audit.read_decided(http_caller(request), "", "", "refused", str(exc), "",
+                                             policy.version if policy else "")
+            return web.Response(status=status.http_status(exc), text=f"{exc}\n")
         try:
             body = json.loads(await request.read())
             sql, region, fmt = body["sql"], body.get("region"), body.get("format") or "PrettyCompact"
@@ -117,19 +150,25 @@ class AdminServer:
                 raise TypeError
         except (ValueError, KeyError, TypeError):
             return web.Response(status=400, text='body must be JSON {"sql": ..., "region": ..., "format": ...}\n')
+        tenants = ",".join(reader.scope.tenants) if reader.scope is not None else ""
         try:
+            region = reader.region(region, list(self.stores.stores))
             async with self._read_slots:
-                out = await self._read(region, sql, fmt)
+                out = await self._read(region, sql, fmt, reader.scope)
         except GatewayError as exc:
+            self.pipeline.audit.read_decided(reader.caller, tenants, region or "", "refused", str(exc), sql,
+                                             reader.policy_version)
             return web.Response(status=status.http_status(exc), text=f"{exc}\n")
+        self.pipeline.audit.read_decided(reader.caller, tenants, region, "allowed", "", sql, reader.policy_version,
+                                         len(out))
         return web.Response(body=out, content_type="application/octet-stream")
 
-    async def _read(self, region: str, sql: str, fmt: str) -> bytes:
+    async def _read(self, region: str, sql: str, fmt: str, scope: ReadScope | None) -> bytes:
         store = pick_store(self.stores, region, fmt)
         marker = f"read-{uuid.uuid4().hex}"
         self._reads[marker] = store
         try:
-            return await asyncio.to_thread(run_read, store, sql, fmt, self.limits, marker)
+            return await asyncio.to_thread(run_read, store, sql, fmt, self.limits, marker, scope)
         except asyncio.CancelledError:
             await self._cancel(marker)
             raise
@@ -166,6 +205,30 @@ def pick_store(stores: RegionStores, region: str | None, fmt: str) -> RegionStor
     return store
 
 
-def run_read(store: RegionStore, sql: str, fmt: str, limits: ReadLimits, marker: str) -> bytes:
+def run_read(store: RegionStore, sql: str, fmt: str, limits: ReadLimits, marker: str,
+             scope: ReadScope | None = None) -> bytes:
     """Guard and run one read statement; shared by the API and the CLI."""
-    return store.read(store.guard_read(sql), fmt, limits, marker)
+    return store.read(store.guard_read(sql, scope), fmt, limits, marker, scope)
+
+
+@dataclass(frozen=True)
+class Reader:
+    caller: Caller
+    scope: ReadScope | None           # None: every tenant and region (admin token, admin role)
+    regions: frozenset[str] | None    # regions a scoped reader may read
+    policy_version: str
+    home: str | None = None           # the region read when none is named (one tenant: its home)
+
+    def region(self, asked: str | None, configured: list[str]) -> str:
+        if self.regions is None:
+            return region_or_default(configured, asked)
+        region = asked or self.home
+        if region is None:
+            raise QueryRefused("name a region: this principal reads several tenants")
+        if region not in self.regions:
+            raise PermissionDenied("this principal may not read that region")
+        return region
+
+
+def _as(caller: Caller, principal: str) -> Caller:
+    return Caller("admin", caller.peer, caller.certificate_subject, principal)

@@ -53,6 +53,7 @@ def serve_command(config_path: Path | None) -> None:
     from telemetry_gateway.gateway.errors import StoreUnavailable
     from telemetry_gateway.gateway.service import serve
     from telemetry_gateway.gateway.store.embedded import DataDirInUse
+    from telemetry_gateway.policies.load import PolicyError
     from telemetry_gateway.schema.migrations import SchemaTooNew
 
     config = _load(config_path)
@@ -64,7 +65,7 @@ def serve_command(config_path: Path | None) -> None:
         asyncio.run(serve(config))
     except DataDirInUse as exc:
         raise click.ClickException(f"{exc}; is another gateway running? (`telemetry-gateway sql` works alongside it)") from None
-    except (SchemaTooNew, StoreUnavailable, OSError) as exc:
+    except (SchemaTooNew, StoreUnavailable, PolicyError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -96,9 +97,46 @@ def private_dir(path: Path) -> None:
 @main.command("check-config")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 def check_config(path: Path) -> None:
-    """Validate a config file and list every problem."""
-    _load(path)
+    """Validate a config file, and the policy file it names, and list every problem."""
+    config = _load(path)
+    if config.policy.file is not None:
+        _check_policy(config.policy.file, list(config.store.regions))
     click.echo(f"{path}: ok")
+
+
+def _check_policy(path: Path, regions: list[str]):
+    from telemetry_gateway.policies.load import PolicyError, load_policy
+
+    try:
+        return load_policy(path, regions)
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.group("policy")
+def policy() -> None:
+    """The access policy: tenants, roles, principals and residency rules."""
+
+
+@policy.command("check")
+@CONFIG
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def policy_check(config_path: Path | None, path: Path) -> None:
+    """Validate a policy file against the regions of the config's store, and list every problem."""
+    loaded = _check_policy(path, list(_load(config_path).store.regions))
+    click.echo(f"{path}: ok, version {loaded.version}")
+
+
+@policy.command("token")
+@click.option("--id", "token_id", default="", help="A name for the token, shown in logs and audit rows.")
+def policy_token(token_id: str) -> None:
+    """Make a bearer token: the token once on stdout, and the entry for a principal's `tokens` list on stderr."""
+    from telemetry_gateway.gateway.access import new_token
+
+    token, digest = new_token()
+    click.echo(token)
+    entry = f"- sha256: {digest}" + (f"\n  id: {token_id}" if token_id else "")
+    click.echo(f"# add to the principal's tokens in the policy file:\n{entry}", err=True)
 
 
 @main.command("sql")

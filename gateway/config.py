@@ -19,7 +19,7 @@ import yaml
 from pydantic import Field, ValidationError, create_model, model_validator
 
 from telemetry_gateway.gateway.components import COMPONENTS
-from telemetry_gateway.gateway.config_base import ConnectionLimits, Endpoint, Model, Seconds
+from telemetry_gateway.gateway.config_base import ConnectionLimits, Endpoint, Model, Seconds, TlsConfig
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -188,6 +188,15 @@ class AdminConfig(Model):
     endpoint: Endpoint = "127.0.0.1:9480"
     connections: ConnectionLimits = ConnectionLimits(max_connections=64)
     query: QueryConfig = QueryConfig()
+    tls: TlsConfig | None = None
+
+
+class PolicyConfig(Model):
+    """The access policy (policies/README.md). Without a file the gateway is open: tenant `default`."""
+
+    file: Path | None = None
+    # How often the file is checked for changes; SIGHUP reloads it at once.
+    reload_interval: Seconds = 2.0
 
 
 class GatewayConfig(Model):
@@ -201,6 +210,7 @@ class GatewayConfig(Model):
     log_metrics: list[LogMetricConfig] = []
     normalize: NormalizeConfig = NormalizeConfig()
     admin: AdminConfig = AdminConfig()
+    policy: PolicyConfig = PolicyConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -210,7 +220,7 @@ class ConfigError(ValueError):
         self.problems = problems
 
 
-def _describe(err: dict) -> str:
+def describe_error(err: dict) -> str:
     where = ".".join(str(part) for part in err["loc"]) or "(top level)"
     if err["type"] == "extra_forbidden":
         return f"{where}: unknown key"
@@ -249,7 +259,7 @@ def parse_config(text: str, source: str = "config") -> GatewayConfig:
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        problems += [_describe(e) for e in exc.errors()]
+        problems += [describe_error(e) for e in exc.errors()]
         config = None
     if problems:
         raise ConfigError(source, problems)

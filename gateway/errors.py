@@ -11,6 +11,8 @@
         ├── UnsupportedMediaType  Content-Type or Content-Encoding we do not read
         ├── StoreRejected         the store refused the data itself
         ├── QueryRefused          a SQL text the read path will not run
+        ├── Unauthenticated       no credentials, or ones the policy does not know (or expired)
+        ├── PermissionDenied      known credentials that may not do this (tenant, role, region)
         └── QueryFailed           a read the store ran and stopped (a limit, a syntax error, an unknown table)
 
 `gateway.receivers.status` is the one place these map to gRPC codes and HTTP
@@ -68,6 +70,14 @@ class PartlyStored(StoreRejected):
 
 
 class QueryRefused(PermanentError):
+    pass
+
+
+class Unauthenticated(PermanentError):
+    pass
+
+
+class PermissionDenied(PermanentError):
     pass
 
 

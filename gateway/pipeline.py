@@ -3,7 +3,8 @@
     receive    a component's listener or poller (gateway.components.<name>)
        |         hands over one payload, its format and the Caller
        v
-    tenant     router.tenant_of(caller): whose state and series ids
+    admit      access.admit_write: principal, tenant, policy version
+       |         (401 / 403 before anything is decoded)   (gateway.access)
        v
     decode     format.decode: bytes -> request            (malformed -> 400)
     adapt      format.adapt: request -> Drafts             (adapters/, pure)
@@ -13,7 +14,7 @@
     process    the tenant's chain: red_series, span_rows, log_to_metric,
        |         units, cumulative_to_delta, catalog       (gateway.stages)
        v
-    route      router.route: region of every batch         (gateway.router)
+    route      router.route: region of every row, residency refusals  (gateway.router)
        v
     sink       keep: spool, then the regional store        (gateway.sink)
        v
@@ -41,11 +42,13 @@ from telemetry_gateway.adapters.log_metrics import LogMetricRule
 from telemetry_gateway.adapters.normalize import Names, ServiceCatalog
 from telemetry_gateway.adapters.prometheus.remote_write import PrometheusMetadata
 from telemetry_gateway.gateway import accounting, stages
+from telemetry_gateway.gateway.access import Access, Admission, CompiledPolicy, Credentials
+from telemetry_gateway.gateway.audit import Audit
 from telemetry_gateway.gateway.batch import Batch, Caller, Provenance, new_batch_id
 from telemetry_gateway.gateway.components import FORMATS, Format
 from telemetry_gateway.gateway.config import GatewayConfig
 from telemetry_gateway.gateway.deadletter import DeadLetters
-from telemetry_gateway.gateway.errors import BadRequest, GatewayError
+from telemetry_gateway.gateway.errors import BadRequest, GatewayError, PermissionDenied, Unauthenticated
 from telemetry_gateway.gateway.finalize import Finalizer
 from telemetry_gateway.gateway.memory import MemoryLimiter
 from telemetry_gateway.gateway.ratelog import RateLimitedLog
@@ -61,14 +64,17 @@ from telemetry_gateway.gateway.stages import Work
 from telemetry_gateway.gateway.store.regions import RegionStores
 from telemetry_gateway.gateway.store.writer import WriterSettings
 from telemetry_gateway.gateway.tenants import SavedFamilies, Tenants, TenantState
-from telemetry_gateway.schema import conform
+from telemetry_gateway.policies.load import LoadedPolicy
+from telemetry_gateway.schema import INGEST_LOG, conform
 
 NS = 1_000_000_000
+AUDIT_INTERVAL_S = 5.0
 log = logging.getLogger(__name__)
 
 
 class IngestPipeline:
-    def __init__(self, config: GatewayConfig, stores: RegionStores, telemetry: SelfMetrics) -> None:
+    def __init__(self, config: GatewayConfig, stores: RegionStores, telemetry: SelfMetrics,
+                 policy: LoadedPolicy | None = None) -> None:
         self.config = config
         self.stores = stores
         self.telemetry = telemetry
@@ -79,7 +85,10 @@ class IngestPipeline:
         self.tenants = Tenants(self._tenant_state)
         self.families = SavedFamilies(config.store.path / "state" / "prometheus-metadata.json")
         self._saver: asyncio.Task | None = None
+        self._auditor: asyncio.Task | None = None
         self.router = RegionRouter(list(config.store.regions))
+        self.access = Access(policy)
+        self.audit = Audit(telemetry)
         self.spool = _spool(config)
         self.dead_letters = DeadLetters(config.store.path / "deadletter")
         self.sink = SpoolStoreSink(stores, self.spool, self.dead_letters, _writer_settings(config), telemetry,
@@ -121,6 +130,7 @@ class IngestPipeline:
         if self.red is not None:
             self._red_task = asyncio.get_running_loop().create_task(self.red.run(), name="red-windows")
         self._saver = asyncio.get_running_loop().create_task(self._save_families_every(5.0), name="save-families")
+        self._auditor = asyncio.get_running_loop().create_task(self._audit_every(AUDIT_INTERVAL_S), name="audit")
 
     async def _save_families_every(self, interval_s: float) -> None:
         while True:
@@ -129,6 +139,19 @@ class IngestPipeline:
                 await self.save_families()
             except Exception as exc:  # never end: the next round tries again
                 self._errors.warning("save-families", "could not save Prometheus metadata: %s", exc)
+
+    async def _audit_every(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.flush_audit()
+            except Exception as exc:  # never end: the rows wait for the next round
+                self._errors.warning("audit", "could not keep audit rows: %s", exc)
+
+    async def flush_audit(self) -> None:
+        batches = self.audit.take(self.router.default_region)
+        if batches:
+            await self.sink.keep(batches)
 
     async def save_families(self) -> None:
         snapshot = await self._on_adapter_thread(SavedFamilies.snapshot, self.tenants.states())
@@ -144,12 +167,14 @@ class IngestPipeline:
                 problems.append(f"RED windows: the window writer stopped ({self._red_task.exception()!r})")
         return problems
 
-    async def ingest(self, format_name: str, payload, caller: Caller, source_id: str = "") -> IngestReport:
-        """Decode, adapt, finalize, process, route and keep one payload; answer once every item's fate is decided."""
+    async def ingest(self, format_name: str, payload, caller: Caller, source_id: str = "",
+                     credentials: Credentials | None = None) -> IngestReport:
+        """Admit, decode, adapt, finalize, process, route and keep one payload; answer once every item's
+        fate is decided."""
         fmt = FORMATS[format_name]
-        tenant = self.router.tenant_of(caller)
+        admission = self.admit(fmt, caller, credentials)
         with self.memory.hold(fmt.size(payload)):
-            work, account = await self._on_adapter_thread(self._prepare, fmt, payload, caller, source_id, tenant)
+            work, account = await self._on_adapter_thread(self._prepare, fmt, payload, admission, source_id)
             await self.sink.keep(work.batches)
         accounting.count(self.telemetry, account)
         if work.outcome.rejected:
@@ -168,9 +193,19 @@ class IngestPipeline:
     async def _on_adapter_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._adapter, fn, *args)
 
-    def _prepare(self, fmt: Format, payload, caller: Caller, source_id: str, tenant: str):
+    def admit(self, fmt: Format, caller: Caller, credentials: Credentials | None) -> Admission:
         try:
-            return self._process(fmt, payload, caller, source_id, tenant)
+            admission = self.access.admit_write(caller, credentials)
+        except (Unauthenticated, PermissionDenied) as exc:
+            policy = self.access.current
+            self.audit.write_refused(fmt.name, caller, str(exc), policy_version=policy.version if policy else "")
+            raise
+        return admission
+
+    def _prepare(self, fmt: Format, payload, admission: Admission, source_id: str):
+        tenant = admission.tenant
+        try:
+            return self._process(fmt, payload, admission, source_id)
         except GatewayError:
             raise
         except Exception as exc:  # an adapter bug: nothing of the request is kept, so a 4xx is safe and final
@@ -180,7 +215,8 @@ class IngestPipeline:
             raise BadRequest(f"the {fmt.message} could not be adapted ({type(exc).__name__}: {exc}); nothing of it "
                              "was kept") from None
 
-    def _process(self, fmt: Format, payload, caller: Caller, source_id: str, tenant: str):
+    def _process(self, fmt: Format, payload, admission: Admission, source_id: str):
+        caller, tenant, policy = admission.caller, admission.tenant, admission.policy
         request = self._decode(fmt, payload, tenant)
         received_ns = time.time_ns()
         provenance = Provenance(fmt.name, fmt.source_kind, source_id or _source_id(fmt, caller), caller,
@@ -198,10 +234,29 @@ class IngestPipeline:
         # Nothing after the chain reads the decoded request, and it can be large: do not hold it
         # while the sink waits for the spool's fsync.
         work.request = work.spans = None
-        work.batches = [_conformed(self.router.route(b)) for b in work.batches]
+        self._route(work, fmt, policy)
         account = accounting.RequestAccount.of(work)
-        work.batches.append(accounting.log_batch(work, account, self.router.region_for(provenance)))
+        work.batches.append(accounting.log_batch(work, account, self.router.region_for(provenance, policy)))
+        if policy is not None:
+            refused = {reason: n for (code, reason), n in work.outcome.rejected.items() if code == "residency"}
+            self.audit.write_decided(provenance, account.accepted + sum(account.rejected.values()), refused,
+                                     {b.region for b in work.batches if b.table is not INGEST_LOG}, policy.version)
         return work, account
+
+    def _route(self, work: Work, fmt: Format, policy: CompiledPolicy | None) -> None:
+        """Every batch to its regions. Refused rows of the request's own items are counted in its answer
+        (partial success); those of derived batches (RED points, log metrics) are counted as dropped."""
+        routed_batches = []
+        for batch in work.batches:
+            routed = self.router.route(batch, policy)
+            routed_batches += [_conformed(b) for b in routed.batches]
+            for reason, n in routed.refused.items():
+                if batch.table is fmt.table:
+                    work.outcome.reject("residency", reason, n)
+                    work.accepted -= n
+                else:
+                    work.dropped["residency"] += n
+        work.batches = routed_batches
 
     def _decode(self, fmt: Format, payload, tenant: str):
         try:
@@ -231,6 +286,9 @@ class IngestPipeline:
         if self._saver is not None:
             self._saver.cancel()
             await self.save_families()
+        if self._auditor is not None:
+            self._auditor.cancel()
+            await self.flush_audit()
         await self.sink.drain(self.config.shutdown.drain_timeout)
 
     async def close(self) -> None:

@@ -37,6 +37,12 @@ class SelfMetrics:
         self.spool_bytes = Gauge("gateway_spool_pending_bytes", "Spool bytes not yet confirmed stored.", registry=r)
         self.spool_cut = Counter("gateway_spool_cut_bytes_total", "Damaged spool bytes skipped at start.", registry=r)
         self.replayed = Counter("gateway_spool_replayed_batches_total", "Batches replayed from the spool at start.", registry=r)
+        self._decisions = Counter("gateway_access_decisions_total", "Access decisions by action and result; tenant "
+                                  "empty when the caller was not authenticated.", ["action", "result", "tenant"],
+                                  registry=r)
+        self._policy = Gauge("gateway_policy_info", "1 for the policy version in force.", ["version"], registry=r)
+        self._reloads = Counter("gateway_policy_reloads_total", "Policy reloads by result (loaded, refused).",
+                                ["result"], registry=r)
 
     def accepted(self, format_: str, tenant: str, n: int) -> None:
         if n:
@@ -70,6 +76,17 @@ class SelfMetrics:
     def dead_lettered(self, region: str, table: str, rows: int) -> None:
         self._dead.labels(region, table).inc()
         self._dead_rows.labels(region, table).inc(rows)
+
+    def decided(self, action: str, result: str, tenant: str, n: int = 1) -> None:
+        self._decisions.labels(action, result, tenant).inc(n)
+
+    def policy_loaded(self, version: str) -> None:
+        self._policy.clear()
+        self._policy.labels(version).set(1)
+        self._reloads.labels("loaded").inc()
+
+    def policy_refused(self) -> None:
+        self._reloads.labels("refused").inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -21,6 +21,7 @@ from functools import partial
 
 from telemetry_gateway.adapters.otlp import metrics as otlp_metrics
 from telemetry_gateway.gateway.admin import AdminServer
+from telemetry_gateway.gateway.policy_watch import PolicyWatch
 from telemetry_gateway.gateway.components import COMPONENTS
 from telemetry_gateway.gateway.config import GatewayConfig
 from telemetry_gateway.gateway.pipeline import IngestPipeline
@@ -28,6 +29,7 @@ from telemetry_gateway.gateway.ratelog import RateLimitedLog
 from telemetry_gateway.gateway.running import RUNTIME_FILE, TOKEN_FILE
 from telemetry_gateway.gateway.store.regions import RegionStores
 from telemetry_gateway.gateway.self_metrics import SelfMetrics
+from telemetry_gateway.policies.load import load_policy
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,10 @@ class Gateway:
         self.config = config
         self.telemetry = SelfMetrics()
         self.stores = RegionStores(config.store)
-        self.pipeline = IngestPipeline(config, self.stores, self.telemetry)
+        policy = load_policy(config.policy.file, list(config.store.regions)) if config.policy.file else None
+        self.pipeline = IngestPipeline(config, self.stores, self.telemetry, policy)
+        self.policy_watch = PolicyWatch(config.policy, list(config.store.regions), self.pipeline.access,
+                                        self.telemetry) if policy is not None else None
         self.services = self._build_services()
         self._token = secrets.token_urlsafe(32)
         self.admin = AdminServer(config.admin, self.pipeline, self._token)
@@ -85,6 +90,8 @@ class Gateway:
         write_private(self.runtime_dir / RUNTIME_FILE, json.dumps(info))
         self._runtime_written = True
         await self.admin.start()
+        if self.policy_watch is not None:
+            self.policy_watch.start()
         for service in self.services:
             await service.start()
         if otlp_metrics.native_number_points is None:
@@ -97,6 +104,8 @@ class Gateway:
             return
         self._stopped = True
         log.info("shutting down: draining accepted data")
+        if self.policy_watch is not None:
+            self.policy_watch.stop()
         await self.admin.cancel_reads()
         # Receivers drain in-flight requests while the writers flush at once:
         # those requests are waiting for exactly that flush to be answered.
@@ -132,6 +141,8 @@ async def serve(config: GatewayConfig) -> None:
     loop.set_exception_handler(_quiet_loop_errors(RateLimitedLog(log)))
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if gateway.policy_watch is not None:
+        loop.add_signal_handler(signal.SIGHUP, gateway.policy_watch.reload_now)
     try:
         await gateway.start()
         await stop.wait()

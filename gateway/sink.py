@@ -26,7 +26,7 @@ from telemetry_gateway.gateway.self_metrics import SelfMetrics
 from telemetry_gateway.gateway.spool.spool import Recovery, Spool
 from telemetry_gateway.gateway.store.regions import RegionStores
 from telemetry_gateway.gateway.store.writer import TableWriter, WriterSettings
-from telemetry_gateway.schema import INGEST_LOG, TABLES, Table
+from telemetry_gateway.schema import AUDIT_LOG, INGEST_LOG, TABLES, Table
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +171,6 @@ class SpoolStoreSink:
 
 
 def _settings_for(table: Table, settings: WriterSettings) -> WriterSettings:
-    if table is not INGEST_LOG:
+    if table is not INGEST_LOG and table is not AUDIT_LOG:
         return settings
     return replace(settings, max_delay_s=settings.log_max_delay_s)

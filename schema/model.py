@@ -306,7 +306,37 @@ SERIES = Table(
     since=6,
 )
 
-TABLES: tuple[Table, ...] = (POINTS, LOGS, SPANS, INGEST_LOG, SERIES)
+AUDIT_LOG = Table(
+    name="audit_log",
+    doc=("Access decisions: one row per read, and write decisions aggregated per principal, tenant, region, "
+         "format and result over a few seconds. Never a secret or payload content."),
+    columns=(
+        Column("time", TIME_NS, "When the decision (or the first of an aggregated row) was made.", TIME_CODEC,
+               since=10),
+        Column("tenant", LABEL, "Tenant decided for; empty when the caller was not authenticated.", since=10),
+        Column("region", LABEL, "Region written or read; empty when none was reached.", since=10),
+        Column("principal", TEXT, "Principal the policy authenticated; empty when none.", ZSTD, since=10),
+        Column("action", LABEL, "write or read.", since=10),
+        Column("result", LABEL, "allowed, partial (some rows refused by residency) or refused.", since=10),
+        Column("reason", TEXT, "Why it was refused (or which rows were); empty when allowed.", ZSTD, since=10),
+        Column("transport", LABEL, "grpc, http, syslog-tcp, admin, ...", since=10),
+        Column("peer", TEXT, "Address of the caller (of the first request, when aggregated).", ZSTD, since=10),
+        Column("format", LABEL, "For writes: the registered format; for reads: empty.", since=10),
+        Column("requests", UINT64, "Requests this row counts.", since=10),
+        Column("items", UINT64, "Items those requests held (writes) or result bytes (reads).", since=10),
+        Column("refused_items", UINT64, "Items refused by residency rules.", since=10),
+        Column("statement_hash", TEXT, "For reads: the first 16 hex digits of the statement's SHA-256.", ZSTD,
+               since=10),
+        Column("policy_version", LABEL, "Version of the policy that decided; empty without a policy.", since=10),
+    ),
+    order_by="(tenant, time)",
+    partition_by="toDate(time)",
+    ttl_column="time",
+    reasons=("ORDER BY (tenant, time): audits read one tenant over a time range.",),
+    since=10,
+)
+
+TABLES: tuple[Table, ...] = (POINTS, LOGS, SPANS, INGEST_LOG, SERIES, AUDIT_LOG)
 
 
 @dataclass(frozen=True)

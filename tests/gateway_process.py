@@ -65,7 +65,8 @@ class GatewayProcess:
 
     @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        scheme = "https" if self.config["receivers"]["otlp"]["http"].get("tls") else "http"
+        return f"{scheme}://127.0.0.1:{self.http_port}"
 
     @property
     def admin_url(self) -> str:
@@ -101,23 +102,24 @@ class GatewayProcess:
     def token(self) -> str:
         return (self.workdir / "data" / "admin.token").read_text().strip()
 
-    def query_raw(self, sql: str, fmt: str = "JSONEachRow", token: str | None = None) -> bytes:
+    def query_raw(self, sql: str, fmt: str = "JSONEachRow", token: str | None = None, region: str | None = None,
+                  headers: dict | None = None) -> bytes:
         request = urllib.request.Request(
             self.admin_url + "/api/v1/sql",
-            data=json.dumps({"sql": sql, "format": fmt}).encode(),
-            headers={"Authorization": f"Bearer {token if token is not None else self.token()}"},
+            data=json.dumps({"sql": sql, "format": fmt, "region": region}).encode(),
+            headers={"Authorization": f"Bearer {token if token is not None else self.token()}", **(headers or {})},
         )
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.read()
 
-    def rows(self, sql: str) -> list[dict]:
-        return [json.loads(line) for line in self.query_raw(sql).decode().splitlines() if line]
+    def rows(self, sql: str, region: str | None = None) -> list[dict]:
+        return [json.loads(line) for line in self.query_raw(sql, region=region).decode().splitlines() if line]
 
-    def wait_rows(self, sql: str, count: int, timeout: float = 30) -> list[dict]:
+    def wait_rows(self, sql: str, count: int, timeout: float = 30, region: str | None = None) -> list[dict]:
         deadline = time.monotonic() + timeout
         rows: list[dict] = []
         while time.monotonic() < deadline:
-            rows = self.rows(sql)
+            rows = self.rows(sql, region)
             if len(rows) >= count:
                 return rows
             time.sleep(0.2)

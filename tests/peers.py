@@ -72,7 +72,7 @@ def blackbox_exporter(workdir: Path) -> tuple[Peer, int]:
 
 
 def prometheus(workdir: Path, scrape_targets: dict[str, list[str]], remote_write_url: str | None,
-               metadata_interval: str = "1s") -> tuple[Peer, int]:
+               metadata_interval: str = "1s", remote_write_extra: dict | None = None) -> tuple[Peer, int]:
     port = free_port()
     own = f"127.0.0.1:{port}"  # "SELF" in a target list: Prometheus scraping itself
     config = {
@@ -85,6 +85,7 @@ def prometheus(workdir: Path, scrape_targets: dict[str, list[str]], remote_write
             "url": remote_write_url,
             "queue_config": {"batch_send_deadline": "1s", "min_backoff": "100ms", "max_backoff": "1s"},
             "metadata_config": {"send": True, "send_interval": metadata_interval},
+            **(remote_write_extra or {}),
         }]
     path = workdir / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))

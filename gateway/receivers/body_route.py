@@ -11,7 +11,7 @@ from aiohttp import web
 from telemetry_gateway.gateway.errors import GatewayError, RequestTimeout, UnsupportedMediaType
 from telemetry_gateway.gateway.report import IngestReport
 from telemetry_gateway.gateway.receivers import status
-from telemetry_gateway.gateway.receivers.callers import http_caller
+from telemetry_gateway.gateway.receivers.callers import http_caller, http_credentials
 from telemetry_gateway.gateway.self_metrics import SelfMetrics
 
 if TYPE_CHECKING:
@@ -45,7 +45,8 @@ class BodyRoute:
             raw = await self.read_body(request)
             body = await asyncio.to_thread(self.decode, raw, request.headers.get("Content-Encoding", ""))
             caller = http_caller(request)
-            report = await self.pipeline.ingest(self.name, body, caller, f"{self.name}:{caller.peer}")
+            report = await self.pipeline.ingest(self.name, body, caller, f"{self.name}:{caller.peer}",
+                                                http_credentials(request))
         except GatewayError as exc:
             self.telemetry.request("http", self.name, type(exc).__name__)
             response = self.error(exc)

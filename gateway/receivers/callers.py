@@ -1,10 +1,15 @@
-"""Who sent a request, as each transport sees it: peer address and, over TLS, the client certificate subject."""
+"""Who sent a request, as each transport sees it: peer address and, over TLS, the client certificate subject;
+and the credentials it presented (bearer token, tenant header), which `gateway.access` checks."""
 
 from __future__ import annotations
 
 from cryptography import x509
 
+from telemetry_gateway.gateway.access import Credentials, bearer
 from telemetry_gateway.gateway.batch import Caller
+
+# Which of its tenants a principal acts for, as Grafana Mimir, Loki and Tempo name it.
+TENANT_HEADER = "X-Scope-OrgID"
 
 
 def grpc_caller(context) -> Caller:
@@ -39,3 +44,17 @@ def stream_caller(source: str) -> Caller:
     """From a syslog source key, 'syslog-tcp:10.0.0.1'."""
     transport, _, peer = source.partition(":")
     return Caller(transport, peer)
+
+
+def http_credentials(request) -> Credentials:
+    return Credentials(bearer(request.headers.get("Authorization")), request.headers.get(TENANT_HEADER, "").strip())
+
+
+def grpc_credentials(context) -> Credentials:
+    """gRPC metadata keys are lowercase; a repeated key counts as absent rather than picking one."""
+    seen: dict[str, list[str]] = {}
+    for key, value in context.invocation_metadata() or ():
+        if isinstance(value, str):
+            seen.setdefault(key, []).append(value)
+    auth, tenant = seen.get("authorization", []), seen.get(TENANT_HEADER.lower(), [])
+    return Credentials(bearer(auth[0]) if len(auth) == 1 else "", tenant[0].strip() if len(tenant) == 1 else "")

@@ -56,15 +56,17 @@ class _GuardedServer:
         return getattr(self._inner, name)
 
 
-async def serve(app: web.Application, endpoint: str, limits: ConnectionLimits, name: str, **kwargs) -> web.AppRunner:
-    """Set up and start a runner for `app` on `endpoint`, under `limits`."""
+async def serve(app: web.Application, endpoint: str, limits: ConnectionLimits, name: str,
+                tls: TlsConfig | None = None, **kwargs) -> web.AppRunner:
+    """Set up and start a runner for `app` on `endpoint`, under `limits`, over TLS when configured."""
     # lingering_time: after refusing a body, aiohttp reads what is left of it for this long before closing.
     app_runner = web.AppRunner(app, keepalive_timeout=limits.idle_timeout, access_log=None,
                                lingering_time=min(2.0, limits.request_timeout), **kwargs)
     await app_runner.setup()
     app_runner._server = _GuardedServer(app_runner.server, limits, name)  # aiohttp has no hook for this
     host, port = endpoint.rsplit(":", 1)
-    await web.TCPSite(app_runner, host.strip("[]"), int(port)).start()
+    context = tls.server_context() if tls is not None else None
+    await web.TCPSite(app_runner, host.strip("[]"), int(port), ssl_context=context).start()
     return app_runner
 
 

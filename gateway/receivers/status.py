@@ -22,6 +22,8 @@ GRPC_CODES: dict[type[errors.GatewayError], grpc.StatusCode] = {
     errors.StoreRejected: grpc.StatusCode.INTERNAL,  # Not retryable
     errors.QueryRefused: grpc.StatusCode.PERMISSION_DENIED,  # Not retryable
     errors.QueryFailed: grpc.StatusCode.INVALID_ARGUMENT,  # Not retryable
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,  # Not retryable
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,  # Not retryable
 }
 
 HTTP_STATUSES: dict[type[errors.GatewayError], int] = {
@@ -34,6 +36,8 @@ HTTP_STATUSES: dict[type[errors.GatewayError], int] = {
     errors.StoreRejected: 500,  # Not retryable
     errors.QueryRefused: 403,  # Not retryable
     errors.QueryFailed: 400,  # Not retryable
+    errors.Unauthenticated: 401,  # Not retryable
+    errors.PermissionDenied: 403,  # Not retryable
 }
 
 RETRY_AFTER_S = 1.0

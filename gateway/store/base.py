@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 import pyarrow as pa
 
 from telemetry_gateway.gateway.errors import PartlyStored, QueryFailed, QueryRefused, StoreRejected, StoreUnavailable
-from telemetry_gateway.gateway.store.reads import ReadLimits, check_read, kill_statement, read_settings
+from telemetry_gateway.gateway.store.reads import ReadLimits, ReadScope, check_read, check_scope, kill_statement, read_settings
 from telemetry_gateway.gateway.store.series import SeriesCatalog, prime_query
 from telemetry_gateway.schema import POINTS, SERIES, Table
 from telemetry_gateway.schema.ddl import ident, set_retention
@@ -152,20 +152,24 @@ class RegionStore(ABC):
     def ping(self) -> None:
         self.execute("SELECT 1")
 
-    def guard_read(self, sql: str) -> str:
-        """The statement as ClickHouse formats it, once `reads.check_read` accepts its parse tree."""
+    def guard_read(self, sql: str, scope: ReadScope | None = None) -> str:
+        """The statement as ClickHouse formats it, once `reads.check_read` (and, for a scoped
+        reader, `reads.check_scope`) accepts its parse tree."""
         try:
             formatted = _csv_string(self.execute("SELECT formatQuerySingleLine({q:String})", {"q": sql}))
             ast = self.execute(f"EXPLAIN AST {formatted}", fmt="TSVRaw")
         except (StoreRejected, StoreUnavailable) as exc:
             raise QueryRefused(f"not one valid SQL statement: {_first_line(exc)}") from None
         check_read(ast.decode("utf-8", "replace"))
+        if scope is not None:
+            check_scope(ast.decode("utf-8", "replace"), scope, self.database)
         return formatted
 
-    def read(self, sql: str, fmt: str, limits: ReadLimits, marker: str) -> bytes:
-        """Run a statement already passed through `guard_read`, bounded by `limits`."""
+    def read(self, sql: str, fmt: str, limits: ReadLimits, marker: str, scope: ReadScope | None = None) -> bytes:
+        """Run a statement already passed through `guard_read`, bounded by `limits` (and `scope`)."""
+        filters = scope.filters(self.database) if scope is not None else ""
         try:
-            return self.query(sql + read_settings(limits, marker), fmt)
+            return self.query(sql + read_settings(limits, marker, filters), fmt)
         except (StoreRejected, StoreUnavailable) as exc:
             if isinstance(exc, StoreUnavailable) and not _CODE.search(str(exc)):
                 raise  # the store did not answer: retryable

@@ -142,7 +142,7 @@ def held(requests: list[list[SpanFact]], tenant: str = "acme") -> list[Batch]:
     for facts in requests:
         work = stages.Work(provenance(tenant), AdaptContext(NOW, FINALIZER.window), Outcome(), spans=facts)
         stages.RedSeries(FINALIZER, sets, limiter, 10, hold="red").process(work)
-        out += [RegionRouter(["default"]).route(b) for b in work.batches]
+        out += [routed for b in work.batches for routed in RegionRouter(["default"]).route(b).batches]
     return out
 
 
@@ -212,10 +212,10 @@ def test_windows_close_after_lateness_from_their_end_or_their_last_arrival_and_l
 def test_the_router_sets_region_on_the_batch_and_its_rows():
     router = RegionRouter(["eu", "us"])
     table = FINALIZER.finish(points(AttributeSets(), [{}]).finish(), provenance(), Outcome())
-    batch = router.route(Batch(POINTS, table, provenance()))
-    assert batch.region == "eu" and batch.rows.column("region").to_pylist() == ["eu"]
+    routed = router.route(Batch(POINTS, table, provenance()))
+    [batch] = routed.batches
+    assert batch.region == "eu" and batch.rows.column("region").to_pylist() == ["eu"] and not routed.refused
     assert RegionRouter(["us", "default"]).default_region == "default"
-    assert router.tenant_of(Caller("grpc", "10.0.0.1")) == "default"
 
 
 def test_the_ingest_log_row_counts_what_a_request_became():
@@ -241,7 +241,7 @@ def test_routed_rows_keep_the_table_schema_exactly():
     """Writers concatenate batches and skip re-conforming ones already in shape: the router must not
     loosen the schema (a plain set_column makes `region` nullable)."""
     table = FINALIZER.finish(points(AttributeSets(), [{}]).finish(), provenance(), Outcome())
-    routed = RegionRouter(["eu"]).route(Batch(POINTS, table, provenance()))
+    [routed] = RegionRouter(["eu"]).route(Batch(POINTS, table, provenance())).batches
     assert routed.rows.schema.equals(arrow_schema(POINTS))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from telemetry_gateway.gateway.config_base import ConnectionLimits, Endpoint, Model
+from telemetry_gateway.gateway.config_base import ConnectionLimits, Endpoint, Model, TlsConfig
 
 
 class GrpcConfig(Model):
@@ -13,6 +13,7 @@ class GrpcConfig(Model):
     endpoint: Endpoint = "127.0.0.1:4317"
     max_recv_msg_size_mib: float = Field(4, gt=0, le=256)
     connections: ConnectionLimits = ConnectionLimits()
+    tls: TlsConfig | None = None
 
 
 class HttpConfig(Model):
@@ -21,6 +22,7 @@ class HttpConfig(Model):
     # OTLP/HTTP recommends 20 MiB, measured after decompression.
     max_request_body_mib: float = Field(20, gt=0, le=512)
     connections: ConnectionLimits = ConnectionLimits()
+    tls: TlsConfig | None = None
 
 
 class OtlpConfig(Model):

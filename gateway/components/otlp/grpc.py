@@ -19,7 +19,7 @@ from grpc_status import rpc_status
 from telemetry_gateway.gateway.components.otlp.config import GrpcConfig
 from telemetry_gateway.gateway.errors import BadRequest, GatewayError
 from telemetry_gateway.gateway.receivers import status
-from telemetry_gateway.gateway.receivers.callers import grpc_caller
+from telemetry_gateway.gateway.receivers.callers import grpc_caller, grpc_credentials
 from telemetry_gateway.gateway.components.otlp.responses import export_response
 from telemetry_gateway.gateway.self_metrics import SelfMetrics
 
@@ -75,10 +75,22 @@ class OtlpGrpcReceiver:
             for signal, service in SERVICES.items()
         ]
         self._server.add_generic_rpc_handlers(handlers)
-        if self._server.add_insecure_port(self.config.endpoint) == 0:
+        if self._listen() == 0:
             raise OSError(f"cannot listen on {self.config.endpoint}")
         await self._server.start()
-        log.info("OTLP/gRPC listening on %s", self.config.endpoint)
+        log.info("OTLP/gRPC listening on %s%s", self.config.endpoint, " (TLS)" if self.config.tls else "")
+
+    def _listen(self) -> int:
+        tls = self.config.tls
+        if tls is None:
+            return self._server.add_insecure_port(self.config.endpoint)
+        cert, key, ca = tls.read()
+        if ca is not None and tls.client_auth != "require":
+            log.warning("OTLP/gRPC: client certificates are asked for only with tls.client_auth require (grpcio "
+                        "cannot ask for an optional one); callers authenticate with tokens")
+        credentials = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca,
+                                                  require_client_auth=tls.client_auth == "require")
+        return self._server.add_secure_port(self.config.endpoint, credentials)
 
     async def shutdown(self, grace_s: float = 5.0) -> None:
         if self._server is not None:
@@ -89,7 +101,8 @@ class OtlpGrpcReceiver:
         async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             try:
                 caller = grpc_caller(context)
-                report = await self.pipeline.ingest(f"otlp_{signal}", request, caller, f"otlp-grpc:{caller.peer}")
+                report = await self.pipeline.ingest(f"otlp_{signal}", request, caller, f"otlp-grpc:{caller.peer}",
+                                                    grpc_credentials(context))
             except GatewayError as exc:
                 self.telemetry.request("grpc", signal, type(exc).__name__)
                 await context.abort_with_status(_status(exc))

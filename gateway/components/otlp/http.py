@@ -23,7 +23,7 @@ from telemetry_gateway.gateway.components.otlp.responses import export_response
 from telemetry_gateway.gateway.receivers import connections
 from telemetry_gateway.gateway.receivers.body import decompress
 from telemetry_gateway.gateway.components.otlp.json import json_to_protobuf, response_json
-from telemetry_gateway.gateway.receivers.callers import http_caller
+from telemetry_gateway.gateway.receivers.callers import http_caller, http_credentials
 from telemetry_gateway.gateway.self_metrics import SelfMetrics
 
 if TYPE_CHECKING:
@@ -63,8 +63,8 @@ class OtlpHttpReceiver:
     async def start(self) -> None:
         # auto_decompress off: we decompress ourselves, with the limit applied.
         self._runner = await connections.serve(self.app(), self.config.endpoint, self.config.connections, "OTLP/HTTP",
-                                               auto_decompress=False)
-        log.info("OTLP/HTTP listening on %s", self.config.endpoint)
+                                               self.config.tls, auto_decompress=False)
+        log.info("OTLP/HTTP listening on %s%s", self.config.endpoint, " (TLS)" if self.config.tls else "")
 
     async def shutdown(self) -> None:
         if self._runner is not None:
@@ -97,7 +97,8 @@ class OtlpHttpReceiver:
             # Off the event loop: inflating and parsing JSON take time in proportion to the body.
             body = await asyncio.to_thread(self._decode, signal, raw, encoding, request.content_type)
         caller = http_caller(request)
-        return await self.pipeline.ingest(f"otlp_{signal}", body, caller, f"otlp-http:{caller.peer}")
+        return await self.pipeline.ingest(f"otlp_{signal}", body, caller, f"otlp-http:{caller.peer}",
+                                          http_credentials(request))
 
     def _decode(self, signal: str, raw: bytes, encoding: str, content_type: str) -> bytes:
         body = decompress(raw, encoding, self.limit)

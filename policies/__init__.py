@@ -1,0 +1,1 @@
+"""Access policies: the model of a policy file (`policies.model`) and its loading (`policies.load`)."""

@@ -37,6 +37,7 @@ REASON_CODES = frozenset({
     "too_old",              # older than the accept window
     "too_far_ahead",        # further in the future than the accept window allows
     "residency",            # no region may lawfully keep the row (policy residency rules)
+    "series_limit",         # a new series past the tenant's max_series
     "duplicate",            # the same series and timestamp twice in one request
     "unsupported",          # a valid input the gateway does not store yet
 })

@@ -127,6 +127,26 @@ def policy_check(config_path: Path | None, path: Path) -> None:
     click.echo(f"{path}: ok, version {loaded.version}")
 
 
+@policy.command("render-sql")
+@CONFIG
+@click.option("--region", help="Only this region's statements.")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def policy_render_sql(config_path: Path | None, region: str | None, path: Path) -> None:
+    """Print ClickHouse roles, row policies, users and grants equivalent to the policy, per region."""
+    from telemetry_gateway.policies.render_sql import render
+
+    config = _load(config_path)
+    loaded = _check_policy(path, list(config.store.regions))
+    databases = {name: r.database for name, r in config.store.regions.items()}
+    blocks = render(loaded.policy, databases)
+    if region is not None and region not in blocks:
+        raise click.ClickException(f"no region named {region!r} in the policy")
+    for name, statements in blocks.items():
+        if region is None or name == region:
+            click.echo(f"-- region {name} (database {databases[name]}), policy version {loaded.version}")
+            click.echo("".join(f"{statement};\n" for statement in statements))
+
+
 @policy.command("token")
 @click.option("--id", "token_id", default="", help="A name for the token, shown in logs and audit rows.")
 def policy_token(token_id: str) -> None:
@@ -143,8 +163,9 @@ def policy_token(token_id: str) -> None:
 @CONFIG
 @click.option("--region", help="Regional store to query: `default`, or the only one configured.")
 @click.option("--format", "fmt", default="PrettyCompact", show_default=True, help="ClickHouse output format.")
+@click.option("--tenant", help="With a principal's token: which of its tenants (X-Scope-OrgID).")
 @click.argument("statement")
-def sql(config_path: Path | None, region: str | None, fmt: str, statement: str) -> None:
+def sql(config_path: Path | None, region: str | None, fmt: str, tenant: str | None, statement: str) -> None:
     """Run one read-only SQL statement on a regional store, in its database.
 
     While a gateway holds the store (at ./data, or the --config file's
@@ -152,16 +173,19 @@ def sql(config_path: Path | None, region: str | None, fmt: str, statement: str) 
     otherwise the store is opened directly.
     """
     path = store_path(config_path)
+    token = os.environ.get("TELEMETRY_GATEWAY_TOKEN") or None
     if path is not None and holder_alive(path):
-        out = _admin_call(path, "/api/v1/sql", {"sql": statement, "region": region, "format": fmt})
+        out = _admin_call(path, "/api/v1/sql", {"sql": statement, "region": region, "format": fmt}, token, tenant)
+    elif token:
+        raise click.ClickException("reading as a principal (TELEMETRY_GATEWAY_TOKEN) needs a running gateway")
     else:
         out = _direct(_load(config_path), region, fmt, statement)
     sys.stdout.buffer.write(out)
 
 
-def _admin_call(path: Path, route: str, body: dict) -> bytes:
+def _admin_call(path: Path, route: str, body: dict, token: str | None = None, tenant: str | None = None) -> bytes:
     try:
-        return admin_call(path, route, body)
+        return admin_call(path, route, body, token, tenant)
     except AdminCallFailed as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -33,6 +33,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pyarrow as pa
 from google.protobuf.message import DecodeError
 
 from telemetry_gateway.adapters.apm.red import SeriesLimiter
@@ -51,6 +52,7 @@ from telemetry_gateway.gateway.deadletter import DeadLetters
 from telemetry_gateway.gateway.errors import BadRequest, GatewayError, PermissionDenied, Unauthenticated
 from telemetry_gateway.gateway.finalize import Finalizer
 from telemetry_gateway.gateway.memory import MemoryLimiter
+from telemetry_gateway.gateway.quotas import Rates, TenantThrottled
 from telemetry_gateway.gateway.ratelog import RateLimitedLog
 from telemetry_gateway.gateway.red_windows import HOLD as RED_HOLD
 from telemetry_gateway.gateway.red_windows import RedWindows
@@ -65,7 +67,7 @@ from telemetry_gateway.gateway.store.regions import RegionStores
 from telemetry_gateway.gateway.store.writer import WriterSettings
 from telemetry_gateway.gateway.tenants import SavedFamilies, Tenants, TenantState
 from telemetry_gateway.policies.load import LoadedPolicy
-from telemetry_gateway.schema import INGEST_LOG, conform
+from telemetry_gateway.schema import INGEST_LOG, POINTS, conform
 
 NS = 1_000_000_000
 AUDIT_INTERVAL_S = 5.0
@@ -89,6 +91,7 @@ class IngestPipeline:
         self.router = RegionRouter(list(config.store.regions))
         self.access = Access(policy)
         self.audit = Audit(telemetry)
+        self.rates = Rates()
         self.spool = _spool(config)
         self.dead_letters = DeadLetters(config.store.path / "deadletter")
         self.sink = SpoolStoreSink(stores, self.spool, self.dead_letters, _writer_settings(config), telemetry,
@@ -168,13 +171,16 @@ class IngestPipeline:
         return problems
 
     async def ingest(self, format_name: str, payload, caller: Caller, source_id: str = "",
-                     credentials: Credentials | None = None) -> IngestReport:
-        """Admit, decode, adapt, finalize, process, route and keep one payload; answer once every item's
-        fate is decided."""
+                     credentials: Credentials | None = None, admission: Admission | None = None) -> IngestReport:
+        """Admit (unless the receiver did, before reading the body), decode, adapt, finalize, process,
+        route and keep one payload; answer once every item's fate is decided."""
         fmt = FORMATS[format_name]
-        admission = self.admit(fmt, caller, credentials)
+        admission = admission or self.admit(format_name, caller, credentials)
         with self.memory.hold(fmt.size(payload)):
             work, account = await self._on_adapter_thread(self._prepare, fmt, payload, admission, source_id)
+            if admission.policy is not None:
+                limits = admission.policy.tenant(admission.tenant).limits
+                self.rates.spend(admission.tenant, limits, account.accepted + sum(account.rejected.values()))
             await self.sink.keep(work.batches)
         accounting.count(self.telemetry, account)
         if work.outcome.rejected:
@@ -193,12 +199,18 @@ class IngestPipeline:
     async def _on_adapter_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._adapter, fn, *args)
 
-    def admit(self, fmt: Format, caller: Caller, credentials: Credentials | None) -> Admission:
+    def admit(self, format_name: str, caller: Caller, credentials: Credentials | None) -> Admission:
+        """Who is sending, for which tenant, under which policy version; raises Unauthenticated,
+        PermissionDenied or TenantThrottled. Receivers call it before reading a body, so a caller
+        without the right to send costs no decompression or parsing."""
         try:
             admission = self.access.admit_write(caller, credentials)
-        except (Unauthenticated, PermissionDenied) as exc:
+            if admission.policy is not None:
+                self.rates.admit(admission.tenant, admission.policy.tenant(admission.tenant).limits)
+        except (Unauthenticated, PermissionDenied, TenantThrottled) as exc:
             policy = self.access.current
-            self.audit.write_refused(fmt.name, caller, str(exc), policy_version=policy.version if policy else "")
+            tenant = admission.tenant if isinstance(exc, TenantThrottled) else ""
+            self.audit.write_refused(format_name, caller, str(exc), tenant, policy.version if policy else "")
             raise
         return admission
 
@@ -228,6 +240,8 @@ class IngestPipeline:
                     span_rows=fmt.span_rows if result.spans is not None else None)
         if fmt.table is not None:
             rows = self.finalizer.finish_all(result, provenance, fmt.table)
+            if policy is not None and fmt.table is POINTS:
+                rows = _within_series_budget(rows, state, policy.tenant(tenant).limits.max_series, result.outcome)
             work.batches.append(Batch(fmt.table, rows, provenance))
             work.accepted = rows.num_rows
         state.chain.run(work)
@@ -295,6 +309,16 @@ class IngestPipeline:
         """After receivers and writers have stopped: close the spool and threads."""
         await self.sink.close()
         self._adapter.shutdown(wait=True)
+
+
+def _within_series_budget(rows, state: TenantState, limit: int, outcome) -> object:
+    if not limit or not rows.num_rows:
+        return rows
+    refused = state.series.admit(rows.column("series_id"), limit)
+    if refused is None:
+        return rows
+    outcome.reject("series_limit", f"the tenant's limit of {limit} series is reached", int(refused.sum()))
+    return rows.filter(pa.array(~refused))
 
 
 def _source_id(fmt: Format, caller: Caller) -> str:

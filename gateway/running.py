@@ -58,22 +58,35 @@ def store_path(config_path: Path | None) -> Path | None:
     return Path(value)
 
 
-def admin_call(path: Path, route: str, body: dict) -> bytes:
-    """POST to the admin API of the gateway holding `path`, with the token it left there."""
+def admin_call(path: Path, route: str, body: dict, token: str | None = None, tenant: str | None = None) -> bytes:
+    """POST to the admin API of the gateway holding `path`, with the token it left there (or a
+    principal's `token`, and `tenant` for X-Scope-OrgID)."""
     try:
         info = json.loads((path / RUNTIME_FILE).read_text())
-        token = (path / TOKEN_FILE).read_text().strip()
+        token = token or (path / TOKEN_FILE).read_text().strip()
     except OSError as exc:
         raise AdminCallFailed(f"the store at {path} is held by a process that left no admin details: {exc}") from None
-    request = urllib.request.Request(
-        f"http://{info['admin']}{route}",
-        data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    if tenant:
+        headers["X-Scope-OrgID"] = tenant
+    cert = info.get("admin_cert")
+    request = urllib.request.Request(f"{'https' if cert else 'http'}://{info['admin']}{route}",
+                                     data=json.dumps(body).encode(), headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=300) as response:
+        with urllib.request.urlopen(request, timeout=300, context=_pinned(cert) if cert else None) as response:
             return response.read()
     except urllib.error.HTTPError as exc:
         raise AdminCallFailed(exc.read().decode(errors="replace").strip()) from None
     except urllib.error.URLError as exc:
         raise AdminCallFailed(f"cannot reach the gateway at {info['admin']}: {exc.reason}") from None
+
+
+def _pinned(cert_file: str):
+    """Trust exactly the certificate the gateway serves on its admin listener (it named it in
+    gateway.json): the address may be an IP its certificate does not list."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=cert_file)
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.check_hostname = False
+    return context

@@ -87,6 +87,8 @@ class Gateway:
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
         write_private(self.runtime_dir / TOKEN_FILE, self._token)
         info = {"pid": os.getpid(), "admin": self.config.admin.endpoint}
+        if self.config.admin.tls is not None:
+            info["admin_cert"] = str(self.config.admin.tls.cert_file.resolve())
         write_private(self.runtime_dir / RUNTIME_FILE, json.dumps(info))
         self._runtime_written = True
         await self.admin.start()

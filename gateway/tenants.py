@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from telemetry_gateway.adapters.attributes import AttributeSets
 from telemetry_gateway.adapters.prometheus.families import FamilyInfo
 from telemetry_gateway.adapters.prometheus.remote_write import PrometheusMetadata
+from telemetry_gateway.gateway.quotas import SeriesBudget
 from telemetry_gateway.gateway.stages import Chain
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ class TenantState:
     sets: AttributeSets
     prometheus: PrometheusMetadata
     chain: Chain
+    series: SeriesBudget = field(default_factory=SeriesBudget)
 
 
 class Tenants:

@@ -92,6 +92,7 @@ def build_target(name: str):
     """The function libFuzzer calls with each input."""
     from telemetry_gateway.gateway.config import GatewayConfig
     from telemetry_gateway.gateway.errors import GatewayError
+    from telemetry_gateway.gateway.access import Admission
     from telemetry_gateway.gateway.batch import Caller
     from telemetry_gateway.gateway.components import FORMATS
     from telemetry_gateway.gateway.pipeline import IngestPipeline
@@ -112,7 +113,7 @@ def build_target(name: str):
 
     def adapt(payload) -> None:
         # Decode to route, as a request would go, but nothing is kept.
-        pipeline._process(fmt, payload, Caller("fuzz"), "fuzz", "default")
+        pipeline._process(fmt, payload, Admission(Caller("fuzz"), "default", None), "fuzz")
 
     def one(data: bytes) -> None:
         try:

@@ -7,6 +7,7 @@ import os
 import resource
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -70,7 +71,12 @@ class GatewayProcess:
 
     @property
     def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
+        return f"{'https' if self.config['admin'].get('tls') else 'http'}://127.0.0.1:{self.admin_port}"
+
+    @property
+    def _admin_context(self):
+        """The harness reads its own gateway's admin listener: TLS there is checked by the tests that use it."""
+        return ssl._create_unverified_context() if self.config["admin"].get("tls") else None
 
     def start(self, timeout: float = 60) -> GatewayProcess:
         log = open(self.log_path, "ab")
@@ -88,7 +94,7 @@ class GatewayProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                with urllib.request.urlopen(self.admin_url + "/readyz", timeout=2) as r:
+                with urllib.request.urlopen(self.admin_url + "/readyz", timeout=2, context=self._admin_context) as r:
                     if r.status == 200 and (self.workdir / "data" / "admin.token").exists():
                         return self
             except (urllib.error.URLError, ConnectionError, OSError):
@@ -109,7 +115,7 @@ class GatewayProcess:
             data=json.dumps({"sql": sql, "format": fmt, "region": region}).encode(),
             headers={"Authorization": f"Bearer {token if token is not None else self.token()}", **(headers or {})},
         )
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=60, context=self._admin_context) as response:
             return response.read()
 
     def rows(self, sql: str, region: str | None = None) -> list[dict]:
@@ -126,7 +132,7 @@ class GatewayProcess:
         return rows
 
     def metrics_text(self) -> str:
-        with urllib.request.urlopen(self.admin_url + "/metrics", timeout=10) as r:
+        with urllib.request.urlopen(self.admin_url + "/metrics", timeout=10, context=self._admin_context) as r:
             return r.read().decode()
 
     def fault(self, name: str, text: str = "") -> Path:

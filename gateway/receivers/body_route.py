@@ -39,14 +39,15 @@ class BodyRoute:
 
     async def handle(self, request: web.Request) -> web.Response:
         try:
+            caller = http_caller(request)
+            admission = self.pipeline.admit(self.name, caller, http_credentials(request))
             if request.content_type not in self.content_types:
                 raise UnsupportedMediaType(
                     f"Content-Type must be {' or '.join(self.content_types)}, got {request.content_type!r}")
             raw = await self.read_body(request)
             body = await asyncio.to_thread(self.decode, raw, request.headers.get("Content-Encoding", ""))
-            caller = http_caller(request)
             report = await self.pipeline.ingest(self.name, body, caller, f"{self.name}:{caller.peer}",
-                                                http_credentials(request))
+                                                admission=admission)
         except GatewayError as exc:
             self.telemetry.request("http", self.name, type(exc).__name__)
             response = self.error(exc)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import grpc
 
 from telemetry_gateway.gateway import errors
+from telemetry_gateway.gateway.quotas import TenantThrottled
 
 GRPC_CODES: dict[type[errors.GatewayError], grpc.StatusCode] = {
+    TenantThrottled: grpc.StatusCode.RESOURCE_EXHAUSTED,  # Retryable: always with RetryInfo
     errors.Throttled: grpc.StatusCode.UNAVAILABLE,  # Retryable, with RetryInfo
     errors.StoreUnavailable: grpc.StatusCode.UNAVAILABLE,  # Retryable, with RetryInfo
     errors.BadRequest: grpc.StatusCode.INVALID_ARGUMENT,  # Not retryable

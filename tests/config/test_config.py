@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import types
+import typing
+
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +84,11 @@ def _fields(model, prefix: str = "") -> list[str]:
     for name, field in model.model_fields.items():
         annotation = field.annotation
         path = f"{prefix}{name}"
+        # An optional section (`tls: TlsConfig | None`): its keys are documented like any other.
+        optional = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        models = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if optional and models:
+            annotation = models[0]
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             out += _fields(annotation, path + ".")
         elif name == "regions":

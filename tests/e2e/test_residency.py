@@ -8,6 +8,7 @@ import json
 import os
 import ssl
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -45,7 +46,7 @@ class Site:
         self.globex_cert = self.ca.issue("globex-agent", "globex-agent", "Globex")
         self.stranger_cert = self.ca.issue("stranger", "stranger", "Nobody")
         self.tokens = {name: new_token() for name in
-                       ("acme", "initech", "multi", "expired", "analyst", "slo", "ops", "spare")}
+                       ("acme", "initech", "multi", "expired", "analyst", "slo", "ops", "spare", "flood")}
         self.policy_path = workdir / "policy.yaml"
         self.write_policy(self.policy())
         tls = {"cert_file": str(self.server.cert), "key_file": str(self.server.key),
@@ -68,7 +69,9 @@ class Site:
             "regions": list(REGIONS),
             "tenants": {"acme": {"home_region": "eu"},
                         "globex": {"home_region": "us", "allowed_regions": ["apac"]},
-                        "initech": {"home_region": "apac"}},
+                        "initech": {"home_region": "apac"},
+                        "flood": {"home_region": "eu", "limits": {"max_series": 20, "requests_per_second": 5,
+                                                                   "burst_seconds": 1}}},
             "residency": [
                 {"name": "globex-asia", "match": {"tenants": ["globex"], "resource": {"cloud.region": ["ap-southeast-1"]}},
                  "region": "apac"},
@@ -83,6 +86,7 @@ class Site:
                 "globex-slo": holder("slo", ["globex"], ["read_validated"]),
                 "ops": holder("ops", ["*"], ["admin"]),
                 "spare": holder("spare", ["acme"], ["ingest"]),
+                "flooder": holder("flood", ["flood"], ["ingest"]),
                 "globex-agent": {"tenants": ["globex"], "roles": ["ingest"],
                                  "certificates": ["O=Globex,CN=globex-agent"]},
             },
@@ -99,13 +103,15 @@ class Site:
             context.load_cert_chain(str(client.cert), str(client.key))
         return context
 
-    def post(self, body: bytes, headers: dict, client=None) -> tuple[int, bytes]:
+    def post(self, body: bytes, headers: dict, client=None, answer_headers: dict | None = None) -> tuple[int, bytes]:
         request = urllib.request.Request(self.gateway.http_url + "/v1/metrics", data=body, method="POST",
                                          headers={"Content-Type": "application/x-protobuf", **headers})
         try:
             with urllib.request.urlopen(request, timeout=30, context=self.context(client)) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as exc:
+            if answer_headers is not None:
+                answer_headers.update(exc.headers)
             return exc.code, exc.read()
 
     def rows(self, sql: str, region: str) -> list[dict]:
@@ -398,3 +404,95 @@ def _wait(condition, timeout: float = 20) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.1)
+
+
+def test_a_tenant_flooding_requests_and_series_is_throttled_and_the_others_are_untouched(site):
+    """The flood tenant may keep 20 series and send 5 requests a second; it sends 40 requests of 5 new
+    series each, as fast as it can, while acme sends its own. acme keeps every point; the flood gets
+    429 with Retry-After, and partial success naming the series limit, never a silent loss."""
+    flood_service, acme_service = unique("flood"), unique("calm")
+    flood_answers, acme_answers, waits = [], [], []
+
+    def flood(i: int) -> None:
+        request = gauge_request(flood_service, [{"value": 1.0, "attrs": {"s": f"{i}-{j}"}} for j in range(5)])
+        headers: dict = {}
+        status, body = site.post(request.SerializeToString(), bearer(site.token("flood")), answer_headers=headers)
+        flood_answers.append((status, ExportMetricsServiceResponse.FromString(body) if status == 200 else body))
+        if status == 429:
+            waits.append(headers.get("Retry-After"))
+
+    def calm(i: int) -> None:
+        request = gauge_request(acme_service, [{"value": 1.0, "attrs": {"s": f"{i}-{j}"}} for j in range(5)])
+        acme_answers.append(site.post(request.SerializeToString(), bearer(site.token("acme")))[0])
+
+    threads = [threading.Thread(target=flood, args=(i,)) for i in range(40)]
+    threads += [threading.Thread(target=calm, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert acme_answers == [200] * 10
+    statuses = [status for status, _ in flood_answers]
+    assert 429 in statuses and 200 in statuses and set(statuses) <= {200, 429}
+    assert waits and all(w and int(w) >= 1 for w in waits)
+    partial = [a.partial_success for s, a in flood_answers if s == 200 and a.partial_success.rejected_data_points]
+    kept = sum(5 - p.rejected_data_points for p in partial) + 5 * sum(
+        1 for s, a in flood_answers if s == 200 and not a.partial_success.rejected_data_points)
+    assert kept == 20 and all("limit of 20 series" in p.error_message for p in partial)
+    found = placed(site, acme_service, {"eu": 50})
+    assert found["eu"] == [{"tenant": "acme", "region": "eu", "n": 50}]
+    assert placed(site, flood_service, {"eu": 20})["eu"] == [{"tenant": "flood", "region": "eu", "n": 20}]
+
+
+def test_the_admin_listener_over_tls_and_the_cli_reading_as_a_principal(tmp_path):
+    """admin.tls: the API answers only over TLS with the configured certificate, and
+    `telemetry-gateway sql` reaches it (pinning that certificate), as the admin or as a principal."""
+    site = Site(tmp_path)
+    gateway = site.gateway
+    gateway.reconfigure({"admin": {"tls": {"cert_file": str(site.server.cert), "key_file": str(site.server.key)}}})
+    gateway.start()
+    try:
+        assert site.post(gauge("cli-read"), bearer(site.token("acme")))[0] == 200
+        assert site.post(gauge("cli-read"), bearer(site.token("initech")))[0] == 200
+        placed(site, "cli-read", {"eu": 1, "apac": 1})
+        with urllib.request.urlopen(gateway.admin_url + "/healthz", context=site.context()) as answer:
+            assert answer.status == 200  # verified against the test CA
+        with pytest.raises(OSError):
+            urllib.request.urlopen(gateway.admin_url.replace("https", "http") + "/healthz", timeout=5).read()
+        cli = [sys.executable, "-m", "telemetry_gateway.gateway.cli", "sql", "--config", str(gateway.config_path),
+               "--format", "TSV"]
+        count = "SELECT count() FROM metric_points WHERE service_name = 'cli-read'"
+        env = {k: v for k, v in os.environ.items() if k != "TELEMETRY_GATEWAY_TOKEN"}
+        as_admin = subprocess.run(cli + ["--region", "apac", count], capture_output=True, text=True, env=env)
+        assert as_admin.stdout == "1\n", as_admin.stderr
+        analyst = dict(env, TELEMETRY_GATEWAY_TOKEN=site.token("analyst"))
+        assert subprocess.run(cli + [count], capture_output=True, text=True, env=analyst).stdout == "1\n"
+        refused = subprocess.run(cli + ["--region", "apac", count], capture_output=True, text=True, env=analyst)
+        assert refused.returncode != 0 and "may not read that region" in refused.stderr
+    finally:
+        gateway.stop()
+
+
+@pytest.mark.parametrize("path,content_type,body", [
+    ("/v1/logs/jsonl", "application/x-ndjson", b'{"message": "hello"}\n'),
+    ("/api/v2/spans", "application/json", b"[]"),
+    ("/api/v1/write", "application/x-protobuf", b""),
+])
+def test_every_http_route_asks_for_credentials(site, path, content_type, body):
+    request = urllib.request.Request(site.gateway.http_url + path, data=body, method="POST",
+                                     headers={"Content-Type": content_type})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=30, context=site.context())
+    assert caught.value.code == 401
+
+
+def test_json_lines_with_a_token_land_in_the_tenants_region(site):
+    service = unique("jsonl")
+    line = json.dumps({"message": "hello", "service.name": service, "time": time.time()}).encode() + b"\n"
+    request = urllib.request.Request(site.gateway.http_url + "/v1/logs/jsonl", data=line * 3, method="POST",
+                                     headers={"Content-Type": "application/x-ndjson", **bearer(site.token("initech"))})
+    with urllib.request.urlopen(request, timeout=30, context=site.context()) as answer:
+        assert answer.status == 200
+    sql = f"SELECT tenant, region FROM log_records WHERE service_name = '{service}'"
+    assert site.gateway.wait_rows(sql, 3, region="apac") == [{"tenant": "initech", "region": "apac"}] * 3
+    assert site.rows(sql, "eu") == [] and site.rows(sql, "us") == []

@@ -85,6 +85,8 @@ class OtlpHttpReceiver:
         return handle
 
     async def _ingest(self, signal: str, request: web.Request) -> IngestReport:
+        caller = http_caller(request)
+        admission = self.pipeline.admit(f"otlp_{signal}", caller, http_credentials(request))
         if request.content_type not in (PROTOBUF, JSON):
             raise UnsupportedMediaType(
                 f"Content-Type {request.content_type!r} is not supported (use {PROTOBUF} or {JSON})"
@@ -96,9 +98,8 @@ class OtlpHttpReceiver:
         else:
             # Off the event loop: inflating and parsing JSON take time in proportion to the body.
             body = await asyncio.to_thread(self._decode, signal, raw, encoding, request.content_type)
-        caller = http_caller(request)
         return await self.pipeline.ingest(f"otlp_{signal}", body, caller, f"otlp-http:{caller.peer}",
-                                          http_credentials(request))
+                                          admission=admission)
 
     def _decode(self, signal: str, raw: bytes, encoding: str, content_type: str) -> bytes:
         body = decompress(raw, encoding, self.limit)

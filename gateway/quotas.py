@@ -1,0 +1,115 @@
+"""Per-tenant limits: one tenant's flood is throttled without touching another's acceptance or series budget.
+
+* Rates (`items_per_second`, `requests_per_second`): a token bucket per
+  tenant, `burst_seconds` deep. A request is checked before it is decoded;
+  its items are paid for once they are counted, so a large request may take
+  the bucket into debt, and the tenant's next requests wait until it is paid
+  back. Throttled requests get 429 / RESOURCE_EXHAUSTED with the wait.
+* Series (`max_series`): each tenant's known metric series; points of a new
+  series past the budget are refused (partial success, code series_limit),
+  and points of known series are still kept. A series unseen for an hour
+  leaves the budget.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from telemetry_gateway.gateway.errors import Throttled
+from telemetry_gateway.policies.model import TenantLimits
+
+SERIES_IDLE_S = 3600.0
+
+
+class TenantThrottled(Throttled):
+    """A tenant over its own rate: retryable, answered RESOURCE_EXHAUSTED with RetryInfo (gRPC) or 429."""
+
+
+@dataclass
+class _Bucket:
+    level: float
+    at: float
+
+    def refill(self, rate: float, depth: float, now: float) -> None:
+        self.level = min(depth, self.level + (now - self.at) * rate)
+        self.at = now
+
+
+@dataclass
+class _TenantRates:
+    items: _Bucket
+    requests: _Bucket
+
+
+class Rates:
+    def __init__(self, clock=time.monotonic) -> None:
+        self._clock = clock
+        self._tenants: dict[str, _TenantRates] = {}
+
+    def admit(self, tenant: str, limits: TenantLimits) -> None:
+        """Raise TenantThrottled while the tenant's requests or items run ahead of its rates."""
+        now = self._clock()
+        state = self._state(tenant, limits, now)
+        waits = []
+        for bucket, rate, cost in ((state.requests, limits.requests_per_second, 1.0),
+                                   (state.items, limits.items_per_second, 0.0)):
+            if not rate:
+                continue
+            bucket.refill(rate, rate * limits.burst_seconds, now)
+            if bucket.level < cost:
+                waits.append((cost - bucket.level) / rate)
+        if waits:
+            wait = max(waits)
+            raise TenantThrottled(f"the tenant is over its rate limit; retry in {wait:.1f}s", max(wait, 0.1))
+        if limits.requests_per_second:
+            state.requests.level -= 1
+
+    def spend(self, tenant: str, limits: TenantLimits, items: int) -> None:
+        if limits.items_per_second and tenant in self._tenants:
+            self._tenants[tenant].items.level -= items
+
+    def _state(self, tenant: str, limits: TenantLimits, now: float) -> _TenantRates:
+        state = self._tenants.get(tenant)
+        if state is None:
+            state = self._tenants[tenant] = _TenantRates(
+                _Bucket(limits.items_per_second * limits.burst_seconds, now),
+                _Bucket(limits.requests_per_second * limits.burst_seconds, now))
+        return state
+
+
+@dataclass
+class SeriesBudget:
+    """One tenant's known series and when each was last seen. Used on the adapter thread only."""
+
+    seen: dict[int, float] = field(default_factory=dict)
+    clock: object = time.monotonic
+    swept: float = 0.0  # when idle series were last looked for: at most once a minute, not per new series
+
+    def admit(self, series_ids: pa.Array, limit: int) -> np.ndarray | None:
+        """Rows of series that do not fit the budget (None when every row fits); known series are
+        always kept, new ones in the order they first appear until the budget is full."""
+        now = self.clock()
+        ids = series_ids.to_numpy(zero_copy_only=False)
+        unique, first = np.unique(ids, return_index=True)
+        refused = []
+        for series in unique[np.argsort(first)].tolist():
+            if series in self.seen:
+                self.seen[series] = now
+            elif len(self.seen) < limit or self._forget_idle(now, limit):
+                self.seen[series] = now
+            else:
+                refused.append(series)
+        return np.isin(ids, refused) if refused else None
+
+    def _forget_idle(self, now: float, limit: int) -> bool:
+        if now - self.swept < 60:
+            return False
+        self.swept = now
+        idle = [s for s, at in self.seen.items() if now - at > SERIES_IDLE_S]
+        for series in idle:
+            del self.seen[series]
+        return len(self.seen) < limit

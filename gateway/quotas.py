@@ -94,22 +94,25 @@ class SeriesBudget:
         always kept, new ones in the order they first appear until the budget is full."""
         now = self.clock()
         ids = series_ids.to_numpy(zero_copy_only=False)
-        unique, first = np.unique(ids, return_index=True)
-        refused = []
-        for series in unique[np.argsort(first)].tolist():
-            if series in self.seen:
-                self.seen[series] = now
-            elif len(self.seen) < limit or self._forget_idle(now, limit):
-                self.seen[series] = now
-            else:
-                refused.append(series)
+        unique = np.unique(ids)
+        listed = unique.tolist()
+        new = set(listed).difference(self.seen)  # set operations in C: this runs for every request
+        if len(self.seen) + len(new) > limit and not self._forget_idle(now, limit - len(new)):
+            room = max(0, limit - len(self.seen))
+            _, first = np.unique(ids, return_index=True)  # only past the budget: the order they came in
+            ordered = [s for s in unique[np.argsort(first)].tolist() if s in new]
+            refused = ordered[room:]
+            listed = list(set(listed).difference(refused))
+        else:
+            refused = []
+        self.seen.update(dict.fromkeys(listed, now))
         return np.isin(ids, refused) if refused else None
 
-    def _forget_idle(self, now: float, limit: int) -> bool:
-        if now - self.swept < 60:
-            return False
-        self.swept = now
-        idle = [s for s, at in self.seen.items() if now - at > SERIES_IDLE_S]
-        for series in idle:
-            del self.seen[series]
-        return len(self.seen) < limit
+    def _forget_idle(self, now: float, known_limit: int) -> bool:
+        """Forget series idle for SERIES_IDLE_S (looked for at most once a minute); True when the known
+        series then number at most `known_limit`."""
+        if now - self.swept >= 60:
+            self.swept = now
+            for series in [s for s, at in self.seen.items() if now - at > SERIES_IDLE_S]:
+                del self.seen[series]
+        return len(self.seen) <= known_limit

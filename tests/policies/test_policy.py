@@ -171,3 +171,14 @@ def test_a_rule_sending_rows_to_a_region_the_tenant_may_not_use_refuses_them():
     placement = policy.place("acme", rows_with([{"k": "v"}, {"k": "w"}]))
     assert list(placement.regions) == [None, "eu"]
     assert list(placement.refusals["region us is not allowed for the tenant"]) == [True, False]
+
+
+def test_placement_reads_sliced_and_chunked_columns_as_whole_ones():
+    policy, _ = compiled()
+    resources = [{"cloud.region": "us-east-1"}, {"cloud.region": "ap-southeast-1"}, {}, {"host.country": "DE"}]
+    whole = rows_with(resources)
+    expected = list(policy.place("globex", whole).regions)
+    chunked = pa.table({"resource_attributes": pa.chunked_array(
+        [whole.column(0).chunk(0).slice(0, 1), whole.column(0).chunk(0).slice(1)])})
+    assert list(policy.place("globex", chunked).regions) == expected == ["us", "apac", "us", None]
+    assert list(policy.place("globex", whole.slice(1)).regions) == expected[1:]

@@ -29,7 +29,7 @@ from telemetry_gateway.gateway.ratelog import RateLimitedLog
 from telemetry_gateway.gateway.running import RUNTIME_FILE, TOKEN_FILE
 from telemetry_gateway.gateway.store.regions import RegionStores
 from telemetry_gateway.gateway.self_metrics import SelfMetrics
-from telemetry_gateway.policies.load import load_policy
+from telemetry_gateway.policies.load import PolicyError, load_policy
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,9 @@ class Gateway:
         self.telemetry = SelfMetrics()
         self.stores = RegionStores(config.store)
         policy = load_policy(config.policy.file, list(config.store.regions)) if config.policy.file else None
+        if policy is not None and policy.policy.pollers_tenant is None and _polls(config):
+            raise PolicyError(str(config.policy.file), ["pollers_tenant: pollers are configured, so the policy must "
+                                                        "name the tenant that owns what they collect"])
         self.pipeline = IngestPipeline(config, self.stores, self.telemetry, policy)
         self.policy_watch = PolicyWatch(config.policy, list(config.store.regions), self.pipeline.access,
                                         self.telemetry) if policy is not None else None
@@ -121,6 +124,10 @@ class Gateway:
             (self.runtime_dir / name).unlink(missing_ok=True)
         await asyncio.to_thread(self.stores.close)
         log.info("stopped")
+
+
+def _polls(config: GatewayConfig) -> bool:
+    return bool(config.pollers.scrape.targets or config.pollers.scrape.file_sd or config.pollers.probes.targets)
 
 
 def _quiet_loop_errors(limited: RateLimitedLog):

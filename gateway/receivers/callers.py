@@ -41,9 +41,17 @@ def http_caller(request) -> Caller:
 
 
 def stream_caller(source: str) -> Caller:
-    """From a syslog source key, 'syslog-tcp:10.0.0.1'."""
-    transport, _, peer = source.partition(":")
-    return Caller(transport, peer)
+    """From a syslog source key, 'syslog-tcp:10.0.0.1', or over TLS with a client certificate,
+    'syslog-tcp:10.0.0.1#CN=agent,O=acme'."""
+    transport, _, rest = source.partition(":")
+    peer, _, subject = rest.partition("#")
+    return Caller(transport, peer, certificate_subject=subject)
+
+
+def stream_subject(ssl_object) -> str:
+    """The client certificate subject of a TLS stream (asyncio's `ssl_object`), when one was presented."""
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    return _subject(x509.load_der_x509_certificate(der)) if der else ""
 
 
 def http_credentials(request) -> Credentials:

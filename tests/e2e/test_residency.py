@@ -26,7 +26,7 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from telemetry_gateway.gateway.access import new_token
-from tests.gateway_process import GatewayProcess
+from tests.gateway_process import GatewayProcess, free_port
 from tests.receivers.otlp_requests import gauge_request, unique
 from tests.tls import CertificateAuthority
 
@@ -45,15 +45,18 @@ class Site:
         self.server = self.ca.issue("server", "localhost", server=True)
         self.globex_cert = self.ca.issue("globex-agent", "globex-agent", "Globex")
         self.stranger_cert = self.ca.issue("stranger", "stranger", "Nobody")
+        self.syslog_cert = self.ca.issue("acme-syslog", "acme-syslog", "Acme")
+        self.syslog_port = free_port()
         self.tokens = {name: new_token() for name in
-                       ("acme", "initech", "multi", "expired", "analyst", "slo", "ops", "spare", "flood")}
+                       ("acme", "initech", "multi", "expired", "analyst", "slo", "ops", "spare", "flood", "umbrella")}
         self.policy_path = workdir / "policy.yaml"
         self.write_policy(self.policy())
         tls = {"cert_file": str(self.server.cert), "key_file": str(self.server.key),
                "client_ca_file": str(self.ca.pem.cert)}
         self.gateway = GatewayProcess(workdir, {
             # gRPC asks for client certificates only when it requires them (grpcio has no optional mode).
-            "receivers": {"otlp": {"grpc": {"tls": {**tls, "client_auth": "require"}}, "http": {"tls": tls}}},
+            "receivers": {"otlp": {"grpc": {"tls": {**tls, "client_auth": "require"}}, "http": {"tls": tls}},
+                          "syslog": {"tcp": {"enabled": True, "endpoint": f"127.0.0.1:{self.syslog_port}", "tls": tls}}},
             "store": {"regions": {r: {"database": f"telemetry_{r}"} for r in REGIONS}},
             "policy": {"file": str(self.policy_path), "reload_interval": "200ms"},
         })
@@ -70,6 +73,7 @@ class Site:
             "tenants": {"acme": {"home_region": "eu"},
                         "globex": {"home_region": "us", "allowed_regions": ["apac"]},
                         "initech": {"home_region": "apac"},
+                        "umbrella": {"home_region": "eu"},
                         "flood": {"home_region": "eu", "limits": {"max_series": 20, "requests_per_second": 5,
                                                                    "burst_seconds": 1}}},
             "residency": [
@@ -87,6 +91,8 @@ class Site:
                 "ops": holder("ops", ["*"], ["admin"]),
                 "spare": holder("spare", ["acme"], ["ingest"]),
                 "flooder": holder("flood", ["flood"], ["ingest"]),
+                "umbrella-writer": holder("umbrella", ["umbrella"], ["ingest"]),
+                "acme-syslog": {"tenants": ["acme"], "roles": ["ingest"], "certificates": ["O=Acme,CN=acme-syslog"]},
                 "globex-agent": {"tenants": ["globex"], "roles": ["ingest"],
                                  "certificates": ["O=Globex,CN=globex-agent"]},
             },
@@ -496,3 +502,57 @@ def test_json_lines_with_a_token_land_in_the_tenants_region(site):
     sql = f"SELECT tenant, region FROM log_records WHERE service_name = '{service}'"
     assert site.gateway.wait_rows(sql, 3, region="apac") == [{"tenant": "initech", "region": "apac"}] * 3
     assert site.rows(sql, "eu") == [] and site.rows(sql, "us") == []
+
+
+def test_another_tenants_identical_request_never_suppresses_or_overwrites_data(site):
+    """Byte-identical requests from two tenants of one region (and a replay by one of them): the store
+    de-duplicates inserts by the gateway's own batch ids, never by content or a client's id, so each
+    tenant keeps its rows."""
+    service = unique("replay")
+    body = gauge(service, n=3)
+    for token in ("acme", "umbrella", "acme"):
+        assert site.post(body, {**bearer(site.token(token)), "X-Request-Id": "same", "Idempotency-Key": "same"})[0] == 200
+    found = placed(site, service, {"eu": 9})
+    assert sorted((r["tenant"], r["n"]) for r in found["eu"]) == [("acme", 6), ("umbrella", 3)]
+
+
+@pytest.mark.parametrize("batch_id", ["../../policy", "..%2F..%2Fpolicy", "/etc/passwd", "a" * 15 + "/.."])
+def test_redrive_ids_cannot_name_files_outside_the_dead_letter_area(site, batch_id):
+    request = urllib.request.Request(site.gateway.admin_url + "/api/v1/deadletter/redrive",
+                                     data=json.dumps({"ids": [batch_id]}).encode(), headers=bearer(site.token("ops")))
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert json.loads(answer.read()) == {batch_id: f"error: not a batch id: {batch_id!r}"}
+    assert site.policy_path.exists()
+
+
+def test_redrive_needs_the_admin_role(site):
+    request = urllib.request.Request(site.gateway.admin_url + "/api/v1/deadletter/redrive",
+                                     data=json.dumps({"ids": []}).encode(), headers=bearer(site.token("analyst")))
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=30)
+    assert caught.value.code == 403
+
+
+def _syslog_over_tls(site: Site, client, messages: list[str]) -> None:
+    import socket
+
+    context = site.context(client)
+    with socket.create_connection(("127.0.0.1", site.syslog_port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            for message in messages:
+                frame = message.encode()
+                tls.sendall(b"%d %s" % (len(frame), frame))  # RFC 5425 octet counting
+
+
+def test_syslog_over_tls_takes_its_principal_from_the_client_certificate(site):
+    app = unique("sysl")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    lines = [f"<14>1 {stamp} host1 {app} 1 - - message {i}" for i in range(3)]
+    _syslog_over_tls(site, site.syslog_cert, lines)
+    _syslog_over_tls(site, site.stranger_cert, [f"<14>1 {stamp} host1 {app}-stranger 1 - - refused"])
+    sql = f"SELECT tenant, region FROM log_records WHERE service_name = '{app}'"
+    assert site.gateway.wait_rows(sql, 3, region="eu") == [{"tenant": "acme", "region": "eu"}] * 3
+    time.sleep(1)
+    stranger = f"SELECT count() AS n FROM log_records WHERE service_name = '{app}-stranger'"
+    assert all(site.rows(stranger, r) == [{"n": 0}] for r in REGIONS)
+    assert site.gateway.metric('gateway_access_decisions_total{action="write",result="refused",tenant=""}') >= 1

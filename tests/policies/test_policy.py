@@ -182,3 +182,22 @@ def test_placement_reads_sliced_and_chunked_columns_as_whole_ones():
         [whole.column(0).chunk(0).slice(0, 1), whole.column(0).chunk(0).slice(1)])})
     assert list(policy.place("globex", chunked).regions) == expected == ["us", "apac", "us", None]
     assert list(policy.place("globex", whole.slice(1)).regions) == expected[1:]
+
+
+def test_a_gateway_with_pollers_refuses_to_start_on_a_policy_without_pollers_tenant(tmp_path):
+    from telemetry_gateway.gateway.config import parse_config
+    from telemetry_gateway.gateway.service import Gateway
+
+    text, _ = policy_text()
+    (tmp_path / "policy.yaml").write_text(text)
+    config = parse_config(yaml.safe_dump({
+        "store": {"path": str(tmp_path / "data"), "regions": {r: {"database": f"t_{r}"} for r in REGIONS}},
+        "policy": {"file": str(tmp_path / "policy.yaml")},
+        "pollers": {"scrape": {"targets": [{"url": "http://127.0.0.1:9/metrics"}]}},
+    }))
+    with pytest.raises(PolicyError, match="pollers_tenant"):
+        Gateway(config)
+    data = yaml.safe_load(text)
+    data["pollers_tenant"] = "acme"
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(data))
+    assert Gateway(config).pipeline.access.current.policy.pollers_tenant == "acme"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from telemetry_gateway.gateway.config_base import ConnectionLimits, Endpoint, Model, Seconds
+from telemetry_gateway.gateway.config_base import ConnectionLimits, Endpoint, Model, Seconds, TlsConfig
 
 
 class SyslogListener(Model):
@@ -14,10 +14,15 @@ class SyslogListener(Model):
     connections: ConnectionLimits = ConnectionLimits()
 
 
+class SyslogTcpListener(SyslogListener):
+    # RFC 5425: syslog over TLS; with a client CA, a client certificate names the sender's principal.
+    tls: TlsConfig | None = None
+
+
 class SyslogConfig(Model):
     """RFC 5424 / RFC 3164 over TCP (octet counting or newline framing) and UDP."""
 
-    tcp: SyslogListener = SyslogListener()
+    tcp: SyslogTcpListener = SyslogTcpListener()
     udp: SyslogListener = SyslogListener()
     max_message_kib: int = Field(64, gt=0, le=16384)
     # Messages are handed to the spool in batches: every flush_interval or max_batch messages.

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from telemetry_gateway.gateway.components.syslog.config import SyslogConfig
 from telemetry_gateway.gateway.errors import GatewayError
-from telemetry_gateway.gateway.receivers.callers import stream_caller
+from telemetry_gateway.gateway.receivers.callers import stream_caller, stream_subject
 from telemetry_gateway.gateway.router import DEFAULT_TENANT
 from telemetry_gateway.gateway.ratelog import RateLimitedLog
 from telemetry_gateway.gateway.self_metrics import SelfMetrics
@@ -57,8 +57,9 @@ class _Batcher:
             return
         try:
             await self.pipeline.ingest("syslog", messages, stream_caller(source), source)
-        except GatewayError as exc:
-            log.warning("%d syslog messages from %s not kept: %s", len(messages), source, exc)
+        except GatewayError as exc:  # once per kind every few seconds: a refused sender keeps sending
+            self._refusals.warning(f"syslog-{type(exc).__name__}", "%d syslog messages from %s not kept: %s",
+                                   len(messages), source, exc)
             self.telemetry.rejected("syslog", DEFAULT_TENANT, type(exc).__name__, len(messages))
 
     async def flush_all(self) -> None:
@@ -105,8 +106,12 @@ class SyslogReceiver:
         self._flusher = loop.create_task(self.batcher.run(), name="syslog-flush")
         if self.config.tcp.enabled:
             host, port = self.config.tcp.endpoint.rsplit(":", 1)
-            self._tcp = await asyncio.start_server(self._serve, host.strip("[]"), int(port), limit=self.limit + 64)
-            log.info("syslog TCP listening on %s", self.config.tcp.endpoint)
+            tls = self.config.tcp.tls
+            handshake = {"ssl": tls.server_context(), "ssl_handshake_timeout": self.config.tcp.connections.request_timeout
+                         } if tls else {}
+            self._tcp = await asyncio.start_server(self._serve, host.strip("[]"), int(port), limit=self.limit + 64,
+                                                   **handshake)
+            log.info("syslog TCP listening on %s%s", self.config.tcp.endpoint, " (TLS)" if tls else "")
         if self.config.udp.enabled:
             host, port = self.config.udp.endpoint.rsplit(":", 1)
             self._udp, _ = await loop.create_datagram_endpoint(
@@ -115,6 +120,9 @@ class SyslogReceiver:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         source = f"syslog-tcp:{writer.get_extra_info('peername', ('unknown',))[0]}"
+        subject = stream_subject(writer.get_extra_info("ssl_object"))
+        if subject:
+            source += f"#{subject}"  # the caller's identity travels with its messages to the pipeline
         limits = self.config.tcp.connections
         if len(self._connections) >= limits.max_connections:
             self._client_log.warning("busy", "syslog: %d connections open, refusing %s (max_connections)",

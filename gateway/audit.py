@@ -48,9 +48,10 @@ class Audit:
         self._writes: dict[_Key, _Tally] = {}
         self._reads: list[dict] = []
 
-    def write_refused(self, fmt: str, caller: Caller, reason: str, tenant: str = "", policy_version: str = "") -> None:
+    def write_refused(self, fmt: str, caller: Caller, reason: str, tenant: str = "", region: str = "",
+                      policy_version: str = "") -> None:
         self.telemetry.decided("write", "refused", tenant)
-        key = _Key(tenant, "", caller.token_subject, "refused", reason, caller.transport, fmt, policy_version)
+        key = _Key(tenant, region, caller.token_subject, "refused", reason, caller.transport, fmt, policy_version)
         self._tally(key, caller.peer, 0, 0)
 
     def write_decided(self, provenance: Provenance, items: int, refused: dict[str, int], regions: set[str],

@@ -209,8 +209,12 @@ class IngestPipeline:
                 self.rates.admit(admission.tenant, admission.policy.tenant(admission.tenant).limits)
         except (Unauthenticated, PermissionDenied, TenantThrottled) as exc:
             policy = self.access.current
-            tenant = admission.tenant if isinstance(exc, TenantThrottled) else ""
-            self.audit.write_refused(format_name, caller, str(exc), tenant, policy.version if policy else "")
+            throttled = isinstance(exc, TenantThrottled)
+            # A stable reason: audit rows are counted per reason, and a throttle's message names its wait.
+            reason = "the tenant is over its rate limit" if throttled else str(exc)
+            who, tenant = (admission.caller, admission.tenant) if throttled else (caller, "")
+            region = policy.home_region(tenant) if throttled else ""  # the tenant's audit stays at home
+            self.audit.write_refused(format_name, who, reason, tenant, region, policy.version if policy else "")
             raise
         return admission
 

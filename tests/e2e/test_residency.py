@@ -448,6 +448,13 @@ def test_a_tenant_flooding_requests_and_series_is_throttled_and_the_others_are_u
     found = placed(site, acme_service, {"eu": 50})
     assert found["eu"] == [{"tenant": "acme", "region": "eu", "n": 50}]
     assert placed(site, flood_service, {"eu": 20})["eu"] == [{"tenant": "flood", "region": "eu", "n": 20}]
+    audit = "SELECT principal, tenant, reason, sum(requests) AS n FROM audit_log WHERE result = 'refused' " \
+            "AND tenant = 'flood' GROUP BY principal, tenant, reason"
+    deadline = time.monotonic() + 20
+    while not (rows := site.rows(audit, "eu")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert rows == [{"principal": "flooder", "tenant": "flood", "reason": "the tenant is over its rate limit",
+                     "n": statuses.count(429)}]
 
 
 def test_the_admin_listener_over_tls_and_the_cli_reading_as_a_principal(tmp_path):

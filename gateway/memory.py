@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from telemetry_gateway.gateway.errors import Throttled
+from telemetry_gateway.gateway.quotas import TenantThrottled
 
 # A request decodes into Python objects and Arrow columns several times its
 # wire size. Measured with tracemalloc while adapting the loadtest payloads:
@@ -34,21 +35,32 @@ class MemoryLimiter:
         self.queued = queued
         self.resume_fraction = resume_fraction
         self.in_flight = 0
+        self.by_tenant: dict[str, int] = {}  # requests' bytes held, per tenant
         self.refusing = False
 
     def used(self) -> int:
         return self.in_flight + self.queued()
 
     @contextmanager
-    def hold(self, body_bytes: int) -> Iterator[None]:
-        """Admit a request of `body_bytes` (or throttle) and count it until it is done."""
+    def hold(self, body_bytes: int, tenant: str = "", share: float = 1.0) -> Iterator[None]:
+        """Admit a request of `body_bytes` (or throttle) and count it until it is done; a tenant with a
+        `share` below 1 may hold at most that part of the limit in requests at once."""
         cost = body_bytes * EXPANSION
         self._admit(cost)
+        self._admit_tenant(tenant, share, cost)
         self.in_flight += cost
+        self.by_tenant[tenant] = self.by_tenant.get(tenant, 0) + cost
         try:
             yield
         finally:
             self.in_flight -= cost
+            self.by_tenant[tenant] -= cost
+
+    def _admit_tenant(self, tenant: str, share: float, cost: int) -> None:
+        held = self.by_tenant.get(tenant, 0)
+        if self.limit and share < 1.0 and held > 0 and held + cost > self.limit * share:
+            raise TenantThrottled(f"the tenant holds {held >> 20} MiB of its {int(self.limit * share) >> 20} MiB share "
+                                  "of the memory limit; retry later", self.retry_after_s)
 
     def _admit(self, cost: int) -> None:
         if not self.limit:

@@ -176,7 +176,8 @@ class IngestPipeline:
         route and keep one payload; answer once every item's fate is decided."""
         fmt = FORMATS[format_name]
         admission = admission or self.admit(format_name, caller, credentials)
-        with self.memory.hold(fmt.size(payload)):
+        share = admission.policy.tenant(admission.tenant).limits.memory_share if admission.policy else 1.0
+        with self.memory.hold(fmt.size(payload), admission.tenant, share):
             work, account = await self._on_adapter_thread(self._prepare, fmt, payload, admission, source_id)
             if admission.policy is not None:
                 limits = admission.policy.tenant(admission.tenant).limits

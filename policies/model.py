@@ -45,6 +45,8 @@ class TenantLimits(Model):
     items_per_second: float = Field(0, ge=0)
     requests_per_second: float = Field(0, ge=0)
     burst_seconds: float = Field(2.0, gt=0)
+    # Part of limits.max_memory_mib the tenant's requests in flight may hold at once.
+    memory_share: float = Field(1.0, gt=0, le=1)
 
 
 class TenantPolicy(Model):

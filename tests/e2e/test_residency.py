@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import ssl
 import subprocess
 import sys
@@ -315,38 +316,46 @@ def test_decisions_are_audited_in_the_store_and_on_metrics(site):
     assert site.gateway.metric('gateway_access_decisions_total{action="write",result="refused",tenant=""}') >= 1
 
 
-def collector_config(site: Site, log_file: Path, service: str) -> dict:
+def collector_config(site: Site, log_file: Path, service: str, credentials: str) -> dict:
+    """filelog -> otlphttp (the only exporter this Collector build has) with a token header, or with a
+    client certificate."""
+    tls = {"ca_file": str(site.ca.pem.cert)}
+    if credentials == "token":
+        exporter = {"endpoint": site.gateway.http_url, "headers": {"Authorization": f"Bearer {site.token('initech')}"},
+                    "tls": tls}
+    else:
+        exporter = {"endpoint": site.gateway.http_url,
+                    "tls": {**tls, "cert_file": str(site.globex_cert.cert), "key_file": str(site.globex_cert.key)}}
+    name = "otlphttp"
     return {
         "receivers": {"filelog": {"include": [str(log_file)], "start_at": "beginning",
                                   "resource": {"service.name": service}}},
-        "exporters": {"otlphttp": {
-            "endpoint": site.gateway.http_url,
-            "headers": {"Authorization": f"Bearer {site.token('initech')}"},
-            "tls": {"ca_file": str(site.ca.pem.cert)},
-        }},
-        "service": {"pipelines": {"logs": {"receivers": ["filelog"], "exporters": ["otlphttp"]}},
+        "exporters": {name: exporter},
+        "service": {"pipelines": {"logs": {"receivers": ["filelog"], "exporters": [name]}},
                     "telemetry": {"metrics": {"level": "none"}}},
     }
 
 
-def test_the_collector_binary_sends_with_a_token_header_over_tls(site, tmp_path):
+@pytest.mark.parametrize("credentials,tenant,region", [("token", "initech", "apac"), ("certificate", "globex", "us")])
+def test_the_collector_binary_sends_with_a_token_header_or_a_client_certificate(site, tmp_path, credentials, tenant,
+                                                                                region):
     from tests.e2e.test_collector import BINARY
 
     service = unique("collector")
     log_file = tmp_path / "app.log"
     log_file.write_text("".join(f"line {i}\n" for i in range(5)))
     config = tmp_path / "collector.yaml"
-    config.write_text(yaml.safe_dump(collector_config(site, log_file, service)))
+    config.write_text(yaml.safe_dump(collector_config(site, log_file, service, credentials)))
     os.chmod(BINARY, 0o755)
     collector = subprocess.Popen([str(BINARY), "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     sql = f"SELECT tenant, region FROM log_records WHERE service_name = '{service}'"
     try:
-        rows = site.gateway.wait_rows(sql, 5, timeout=60, region="apac")
+        rows = site.gateway.wait_rows(sql, 5, timeout=60, region=region)
     finally:
         collector.terminate()
         output = collector.communicate(timeout=30)[0].decode(errors="replace")
-    assert rows == [{"tenant": "initech", "region": "apac"}] * 5, output[-3000:]
-    assert all(site.rows(sql, r) == [] for r in ("eu", "us"))
+    assert rows == [{"tenant": tenant, "region": region}] * 5, output[-3000:]
+    assert all(site.rows(sql, r) == [] for r in REGIONS if r != region)
 
 
 def test_prometheus_remote_write_with_authorization(site, tmp_path):
@@ -563,3 +572,22 @@ def test_syslog_over_tls_takes_its_principal_from_the_client_certificate(site):
     stranger = f"SELECT count() AS n FROM log_records WHERE service_name = '{app}-stranger'"
     assert all(site.rows(stranger, r) == [{"n": 0}] for r in REGIONS)
     assert site.gateway.metric('gateway_access_decisions_total{action="write",result="refused",tenant=""}') >= 1
+
+
+def test_sighup_reloads_the_policy_at_once(tmp_path):
+    site = Site(tmp_path)
+    site.gateway.reconfigure({"policy": {"reload_interval": "1h"}})  # only the signal can reload it
+    site.gateway.start()
+    try:
+        first = _version(site)
+        policy = site.policy()
+        del policy["principals"]["spare"]
+        site.write_policy(policy)
+        time.sleep(1)
+        assert _version(site) == first and site.post(gauge("hup"), bearer(site.token("spare")))[0] == 200
+        site.gateway.proc.send_signal(signal.SIGHUP)
+        _wait(lambda: _version(site) not in ("", first))
+        assert site.post(gauge("hup"), bearer(site.token("spare")))[0] == 401
+        assert site.gateway.proc.poll() is None
+    finally:
+        site.gateway.stop()

@@ -55,3 +55,18 @@ def test_the_series_budget_keeps_known_series_and_refuses_new_ones_past_the_limi
     clock.now += SERIES_IDLE_S + 61  # every series idle: they leave the budget
     budget.admit(pa.array([1], pa.uint64()), 3)
     assert budget.admit(pa.array([7, 8], pa.uint64()), 3) is None
+
+
+def test_a_tenants_memory_share_throttles_it_and_not_the_others():
+    from telemetry_gateway.gateway.memory import EXPANSION, MemoryLimiter
+
+    limiter = MemoryLimiter(100 * EXPANSION)
+    with limiter.hold(30, "flood", 0.5):
+        with pytest.raises(TenantThrottled, match="share"):
+            with limiter.hold(30, "flood", 0.5):
+                pass
+        with limiter.hold(30, "calm", 0.5):  # another tenant's request still fits the gateway's limit
+            assert limiter.by_tenant == {"flood": 30 * EXPANSION, "calm": 30 * EXPANSION}
+        with limiter.hold(10, "flood", 0.5):  # within its share
+            pass
+    assert limiter.in_flight == 0 and limiter.by_tenant == {"flood": 0, "calm": 0}

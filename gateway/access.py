@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 from telemetry_gateway.gateway.batch import Caller
 from telemetry_gateway.gateway.errors import PermissionDenied, Unauthenticated
 from telemetry_gateway.policies.load import LoadedPolicy
-from telemetry_gateway.policies.model import ANY_TENANT, Principal, ResidencyRule, TenantPolicy
+from telemetry_gateway.policies.model import ANY_TENANT, Principal, ResidencyRule, TenantLimits, TenantPolicy
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +241,11 @@ class Admission:
     caller: Caller
     tenant: str
     policy: CompiledPolicy | None
+
+    @property
+    def limits(self) -> TenantLimits | None:
+        """The tenant's limits under the deciding policy; None without a policy."""
+        return self.policy.tenant(self.tenant).limits if self.policy is not None else None
 
 
 class Access:

@@ -176,11 +176,10 @@ class IngestPipeline:
         route and keep one payload; answer once every item's fate is decided."""
         fmt = FORMATS[format_name]
         admission = admission or self.admit(format_name, caller, credentials)
-        share = admission.policy.tenant(admission.tenant).limits.memory_share if admission.policy else 1.0
-        with self.memory.hold(fmt.size(payload), admission.tenant, share):
+        limits = admission.limits
+        with self.memory.hold(fmt.size(payload), admission.tenant, limits.memory_share if limits else 1.0):
             work, account = await self._on_adapter_thread(self._prepare, fmt, payload, admission, source_id)
-            if admission.policy is not None:
-                limits = admission.policy.tenant(admission.tenant).limits
+            if limits is not None:
                 self.rates.spend(admission.tenant, limits, account.accepted + sum(account.rejected.values()))
             await self.sink.keep(work.batches)
         accounting.count(self.telemetry, account)
@@ -206,8 +205,8 @@ class IngestPipeline:
         without the right to send costs no decompression or parsing."""
         try:
             admission = self.access.admit_write(caller, credentials)
-            if admission.policy is not None:
-                self.rates.admit(admission.tenant, admission.policy.tenant(admission.tenant).limits)
+            if admission.limits is not None:
+                self.rates.admit(admission.tenant, admission.limits)
         except (Unauthenticated, PermissionDenied, TenantThrottled) as exc:
             policy = self.access.current
             throttled = isinstance(exc, TenantThrottled)
@@ -245,8 +244,8 @@ class IngestPipeline:
                     span_rows=fmt.span_rows if result.spans is not None else None)
         if fmt.table is not None:
             rows = self.finalizer.finish_all(result, provenance, fmt.table)
-            if policy is not None and fmt.table is POINTS:
-                rows = _within_series_budget(rows, state, policy.tenant(tenant).limits.max_series, result.outcome)
+            if admission.limits is not None and fmt.table is POINTS:
+                rows = _within_series_budget(rows, state, admission.limits.max_series, result.outcome)
             work.batches.append(Batch(fmt.table, rows, provenance))
             work.accepted = rows.num_rows
         state.chain.run(work)

@@ -47,17 +47,19 @@ async def _drive(payloads: list[bytes], concurrency: int, send, deadline_s: floa
 
 
 async def grpc_load(endpoint: str, payloads: list[bytes], concurrency: int, method: str = METRICS_METHOD,
-                    deadline_s: float = 300) -> LoadResult:
+                    deadline_s: float = 300, token: str = "") -> LoadResult:
     assert endpoint.startswith(("127.", "localhost", "[::1]")), "load only loopback targets"
     options = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
     async with grpc.aio.insecure_channel(endpoint, options=options) as channel:
         call = channel.unary_unary(method)
-        return await _drive(payloads, concurrency, lambda p: call(p, timeout=60), deadline_s)
+        metadata = (("authorization", f"Bearer {token}"),) if token else None
+        return await _drive(payloads, concurrency, lambda p: call(p, timeout=60, metadata=metadata), deadline_s)
 
 
-async def http_load(url: str, payloads: list[bytes], concurrency: int, deadline_s: float = 300) -> LoadResult:
+async def http_load(url: str, payloads: list[bytes], concurrency: int, deadline_s: float = 300,
+                    token: str = "") -> LoadResult:
     assert url.startswith(("http://127.", "http://localhost")), "load only loopback targets"
-    headers = {"Content-Type": "application/x-protobuf"}
+    headers = {"Content-Type": "application/x-protobuf", **({"Authorization": f"Bearer {token}"} if token else {})}
     async with aiohttp.ClientSession() as session:
         async def send(payload: bytes) -> None:
             async with session.post(url, data=payload, headers=headers) as response:

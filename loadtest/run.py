@@ -2,6 +2,7 @@
 
     python -m loadtest.run                 # defaults: 600 requests x 2000 points, 10 attributes
     python -m loadtest.run --requests 100  # quicker
+    python -m loadtest.run --policy        # the same with an access policy: tokens, residency, audit
 
 It starts a real gateway on the embedded store (fresh data directory, loopback
 ports), drives it with pre-encoded OTLP requests from several concurrent
@@ -128,6 +129,24 @@ def store_ceiling(payloads: list[bytes], batch_rows: int) -> tuple[float, float]
     return whole.num_rows / seconds, cpu / whole.num_rows * 1e6
 
 
+def policy_for_load(directory: Path) -> tuple[Path, str]:
+    """One tenant in the default region, its sender's token, a rule matching a resource attribute on every
+    row (so placement runs per row, as loadtest.access_cost measures), a series budget."""
+    import yaml
+
+    from telemetry_gateway.gateway.access import new_token
+
+    token, digest = new_token()
+    policy = {"regions": ["default"],
+              "tenants": {"load": {"home_region": "default", "limits": {"max_series": 10_000_000}}},
+              "residency": [{"name": "german-hosts", "match": {"resource": {"host.country": ["DE"]}},
+                             "forbid": ["default"]}],
+              "principals": {"loadgen": {"tenants": ["load"], "roles": ["ingest"], "tokens": [{"sha256": digest}]}}}
+    path = directory / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    return path, token
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=600)
@@ -140,6 +159,9 @@ def main() -> None:
     parser.add_argument("--log-records", type=int, default=1000, help="log records per request")
     parser.add_argument("--new-series", action="store_true",
                         help="every point a new attribute set, no warm-up: the high-cardinality shape")
+    parser.add_argument("--policy", action="store_true",
+                        help="run under an access policy: token auth, a residency rule on a resource attribute, "
+                             "a series budget and the audit (loadtest.access_cost has the in-process split)")
     parser.add_argument("--override", default="{}", help='gateway config as JSON, e.g. \'{"store": {"batch": {"max_rows": 100000}}}\'')
     args = parser.parse_args()
 
@@ -158,19 +180,25 @@ def main() -> None:
     per_request = args.points // 10 * 10
 
     with tempfile.TemporaryDirectory() as tmp:
-        gateway = GatewayProcess(Path(tmp), deep_merge(AS_SHIPPED, json.loads(args.override))).start()
+        config, token = deep_merge(AS_SHIPPED, json.loads(args.override)), ""
+        if args.policy:
+            policy_file, token = policy_for_load(Path(tmp))
+            config = deep_merge(config, {"policy": {"file": str(policy_file)}})
+        gateway = GatewayProcess(Path(tmp), config).start()
         sampler = Sampler(gateway.proc.pid)
         try:
             if warmup:
-                asyncio.run(grpc_load(gateway.grpc_endpoint, warmup, 4))
+                asyncio.run(grpc_load(gateway.grpc_endpoint, warmup, 4, token=token))
             rss_idle = psutil.Process(gateway.proc.pid).memory_info().rss
             results = [
                 measure(gateway, sampler, "OTLP/gRPC metrics (data points)", per_request,
-                        grpc_load(gateway.grpc_endpoint, payloads, args.concurrency), "metric_points"),
+                        grpc_load(gateway.grpc_endpoint, payloads, args.concurrency, token=token), "metric_points"),
                 measure(gateway, sampler, "OTLP/HTTP metrics (data points)", per_request,
-                        http_load(gateway.http_url + "/v1/metrics", http_payloads, args.concurrency), "metric_points"),
+                        http_load(gateway.http_url + "/v1/metrics", http_payloads, args.concurrency, token=token),
+                        "metric_points"),
                 measure(gateway, sampler, "OTLP/gRPC logs (log records)", args.log_records,
-                        grpc_load(gateway.grpc_endpoint, logs, args.concurrency, LOGS_METHOD), "log_records"),
+                        grpc_load(gateway.grpc_endpoint, logs, args.concurrency, LOGS_METHOD, token=token),
+                        "log_records"),
             ]
             stored = gateway.rows("SELECT toString(count()) AS n FROM telemetry.metric_points WHERE service_name = 'loadgen'")
         finally:

@@ -220,13 +220,17 @@ def _matches_all(rules: list[ResidencyRule], resource: pa.ChunkedArray, n: int) 
     maps = resource.combine_chunks() if isinstance(resource, pa.ChunkedArray) else resource
     offsets = maps.offsets.to_numpy()  # of this (maybe sliced) array; `values` is the whole child
     keys, values = maps.values.slice(offsets[0], offsets[-1] - offsets[0]).flatten()
-    lengths = np.diff(offsets)
-    rows = np.repeat(np.arange(n), lengths)
+    rows = None  # each entry's row, worked out only when some entry matches
     out = []
     for rule in rules:
         mask = np.ones(n, dtype=bool)
         for key, wanted in rule.match.resource.items():
             hit = pc.and_(pc.equal(keys, key), pc.is_in(values, value_set=pa.array(wanted, pa.string())))
+            if not pc.any(hit).as_py():  # the usual case: no row of the batch has the attribute value
+                mask[:] = False
+                break
+            if rows is None:
+                rows = np.repeat(np.arange(n), np.diff(offsets))
             found = np.zeros(n, dtype=bool)
             found[rows[pc.fill_null(hit, False).to_numpy(zero_copy_only=False)]] = True
             mask &= found

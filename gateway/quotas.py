@@ -7,8 +7,8 @@
   back. Throttled requests get 429 / RESOURCE_EXHAUSTED with the wait.
 * Series (`max_series`): each tenant's known metric series; points of a new
   series past the budget are refused (partial success, code series_limit),
-  and points of known series are still kept. A series unseen for an hour
-  leaves the budget.
+  and points of known series are still kept. A series unseen for one to two
+  hours leaves the budget.
 """
 
 from __future__ import annotations
@@ -83,36 +83,39 @@ class Rates:
 
 @dataclass
 class SeriesBudget:
-    """One tenant's known series and when each was last seen. Used on the adapter thread only."""
+    """One tenant's known series. Used on the adapter thread only, for every request of the tenant.
 
-    seen: dict[int, float] = field(default_factory=dict)
+    Series are remembered in two generations, rotated every SERIES_IDLE_S: a series is known while it
+    is in either, so one unseen for one to two idle periods leaves the budget. A request whose series
+    are all known costs one set union in C (measured: the per-series last-seen dict it replaced took
+    a tenth of the adapter thread on 2000-point requests).
+    """
+
+    current: set = field(default_factory=set)
+    previous: set = field(default_factory=set)
     clock: object = time.monotonic
-    swept: float = 0.0  # when idle series were last looked for: at most once a minute, not per new series
+    rotated: float | None = None
 
     def admit(self, series_ids: pa.Array, limit: int) -> np.ndarray | None:
         """Rows of series that do not fit the budget (None when every row fits); known series are
         always kept, new ones in the order they first appear until the budget is full."""
-        now = self.clock()
+        self._rotate(self.clock())
         ids = series_ids.to_numpy(zero_copy_only=False)
-        unique = np.unique(ids)
-        listed = unique.tolist()
-        new = set(listed).difference(self.seen)  # set operations in C: this runs for every request
-        if len(self.seen) + len(new) > limit and not self._forget_idle(now, limit - len(new)):
-            room = max(0, limit - len(self.seen))
-            _, first = np.unique(ids, return_index=True)  # only past the budget: the order they came in
-            ordered = [s for s in unique[np.argsort(first)].tolist() if s in new]
-            refused = ordered[room:]
-            listed = list(set(listed).difference(refused))
-        else:
-            refused = []
-        self.seen.update(dict.fromkeys(listed, now))
+        batch = set(ids.tolist())
+        new = batch - self.current - self.previous
+        refused = []
+        if new:
+            known = len(self.current | self.previous)
+            if known + len(new) > limit:
+                _, first = np.unique(ids, return_index=True)  # only past the budget: the order they came in
+                ordered = [s for s in ids[np.sort(first)].tolist() if s in new]
+                refused = ordered[max(0, limit - known):]
+                batch.difference_update(refused)
+        self.current |= batch
         return np.isin(ids, refused) if refused else None
 
-    def _forget_idle(self, now: float, known_limit: int) -> bool:
-        """Forget series idle for SERIES_IDLE_S (looked for at most once a minute); True when the known
-        series then number at most `known_limit`."""
-        if now - self.swept >= 60:
-            self.swept = now
-            for series in [s for s, at in self.seen.items() if now - at > SERIES_IDLE_S]:
-                del self.seen[series]
-        return len(self.seen) <= known_limit
+    def _rotate(self, now: float) -> None:
+        if self.rotated is None:
+            self.rotated = now
+        elif now - self.rotated >= SERIES_IDLE_S:
+            self.previous, self.current, self.rotated = self.current, set(), now

@@ -52,9 +52,12 @@ def test_the_series_budget_keeps_known_series_and_refuses_new_ones_past_the_limi
     refused = budget.admit(pa.array([4, 1, 5, 4, 6], pa.uint64()), 3)
     assert refused.tolist() == [False, False, True, False, True]  # 4 fits (first seen first), 5 and 6 do not
     assert budget.admit(pa.array([2, 4], pa.uint64()), 3) is None
-    clock.now += SERIES_IDLE_S + 61  # every series idle: they leave the budget
-    budget.admit(pa.array([1], pa.uint64()), 3)
+    clock.now += SERIES_IDLE_S
+    assert budget.admit(pa.array([1], pa.uint64()), 3) is None  # known from the previous period
+    assert budget.admit(pa.array([7], pa.uint64()), 3).tolist() == [True]  # 2 and 4 not yet forgotten
+    clock.now += SERIES_IDLE_S  # 2 and 4 unseen for two periods leave; 1 was seen in the last one
     assert budget.admit(pa.array([7, 8], pa.uint64()), 3) is None
+    assert budget.admit(pa.array([9], pa.uint64()), 3).tolist() == [True]
 
 
 def test_a_tenants_memory_share_throttles_it_and_not_the_others():

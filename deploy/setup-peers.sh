@@ -7,6 +7,8 @@ for pair in prometheus:prometheus prometheus-node-exporter:prometheus-node-expor
             prometheus-snmp-exporter:prometheus-snmp-exporter /usr/sbin/snmpd:snmpd; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair##*:}"
 done
+# rsyslog's OpenSSL stream driver: the syslog-over-TLS test forwards through it.
+ls /usr/lib/*/rsyslog/lmnsd_ossl.so >/dev/null 2>&1 || missing="$missing rsyslog-openssl"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing test peers:$missing" >&2

@@ -597,3 +597,47 @@ def test_sighup_reloads_the_policy_at_once(tmp_path):
         assert site.gateway.proc.poll() is None
     finally:
         site.gateway.stop()
+
+
+def test_a_real_rsyslog_forwards_over_tls_with_its_client_certificate(site, tmp_path):
+    """rsyslog's omfwd with the OpenSSL stream driver (RFC 5425), verifying the gateway's certificate and
+    presenting one the policy binds to a principal of tenant acme."""
+    from tests.e2e.test_syslog import RSYSLOGD
+
+    in_port, app = free_port(), unique("rsys")
+    (tmp_path / "spool").mkdir()
+    config = tmp_path / "rsyslog.conf"
+    config.write_text(
+        f'global(workDirectory="{tmp_path / "spool"}" DefaultNetstreamDriverCAFile="{site.ca.pem.cert}" '
+        f'DefaultNetstreamDriverCertFile="{site.syslog_cert.cert}" DefaultNetstreamDriverKeyFile="{site.syslog_cert.key}")\n'
+        'module(load="imtcp")\n'
+        f'input(type="imtcp" port="{in_port}" address="127.0.0.1")\n'
+        f'*.* action(type="omfwd" target="localhost" port="{site.syslog_port}" protocol="tcp" '
+        'StreamDriver="ossl" StreamDriverMode="1" StreamDriverAuthMode="x509/name" '
+        'StreamDriverPermittedPeers="localhost" template="RSYSLOG_SyslogProtocol23Format" TCP_Framing="octet-counted")\n')
+    log = tmp_path / "rsyslog.log"
+    rsyslog = subprocess.Popen([RSYSLOGD, "-n", "-f", str(config), "-i", str(tmp_path / "rsyslog.pid")],
+                               stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    try:
+        _wait(lambda: _listening(in_port))
+        import socket
+
+        with socket.create_connection(("127.0.0.1", in_port)) as sock:
+            for i in range(3):
+                sock.sendall(f"<14>{time.strftime('%b %d %H:%M:%S', time.gmtime())} web01 {app}[7]: line {i}\n".encode())
+        sql = f"SELECT tenant, region FROM log_records WHERE service_name = '{app}'"
+        rows = site.gateway.wait_rows(sql, 3, timeout=30, region="eu")
+    finally:
+        rsyslog.terminate()
+        rsyslog.wait(10)
+    assert rows == [{"tenant": "acme", "region": "eu"}] * 3, log.read_text(errors="replace")[-3000:]
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False

@@ -258,10 +258,6 @@ class Access:
     def __init__(self, loaded: LoadedPolicy | None) -> None:
         self.current: CompiledPolicy | None = CompiledPolicy(loaded) if loaded is not None else None
 
-    @property
-    def enabled(self) -> bool:
-        return self.current is not None
-
     def swap(self, loaded: LoadedPolicy) -> None:
         self.current = CompiledPolicy(loaded)
 

@@ -46,7 +46,7 @@ class Audit:
         self.telemetry = telemetry
         self._lock = threading.Lock()  # writes are decided on the adapter thread, refusals on the loop
         self._writes: dict[_Key, _Tally] = {}
-        self._reads: list[dict] = []
+        self._rows: list[dict] = []  # reads, and rows given back by `restore`
 
     def write_refused(self, fmt: str, caller: Caller, reason: str, tenant: str = "", region: str = "",
                       policy_version: str = "") -> None:
@@ -84,18 +84,25 @@ class Audit:
                "peer": caller.peer, "format": "", "requests": 1, "items": result_bytes, "refused_items": 0,
                "statement_hash": digest, "policy_version": policy_version}
         with self._lock:
-            self._reads.append(row)
+            self._rows.append(row)
 
     def take(self, default_region: str) -> list[Batch]:
         """Rows gathered since the last call, one batch per region (undecided ones in `default_region`)."""
         with self._lock:
             writes, self._writes = self._writes, {}
-            reads, self._reads = self._reads, []
-        rows = reads + [_write_row(key, tally) for key, tally in writes.items()]
+            rows, self._rows = self._rows, []
+        rows += [_write_row(key, tally) for key, tally in writes.items()]
         by_region: dict[str, list[dict]] = {}
         for row in rows:
             by_region.setdefault(row["region"] or default_region, []).append(row)
         return [_batch(region, records) for region, records in sorted(by_region.items())]
+
+
+    def restore(self, batches: list[Batch]) -> None:
+        """Rows `take` gave out that could not be kept (the spool full, the store away): they go out
+        again with the next rows instead of being lost."""
+        with self._lock:
+            self._rows = [row for batch in batches for row in batch.records] + self._rows
 
 
 def _write_row(key: _Key, tally: _Tally) -> dict:

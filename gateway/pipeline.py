@@ -153,8 +153,13 @@ class IngestPipeline:
 
     async def flush_audit(self) -> None:
         batches = self.audit.take(self.router.default_region)
-        if batches:
+        if not batches:
+            return
+        try:
             await self.sink.keep(batches)
+        except BaseException:
+            self.audit.restore(batches)  # kept for the next round, not dropped
+            raise
 
     async def save_families(self) -> None:
         snapshot = await self._on_adapter_thread(SavedFamilies.snapshot, self.tenants.states())

@@ -27,6 +27,11 @@ from telemetry_gateway.adapters.otlp import wire
 from telemetry_gateway.adapters.normalize import Names
 from telemetry_gateway.adapters.series import pairs_hash
 
+try:  # the compiled walker's index of sets by their keyed hash (adapters/otlp/native)
+    from telemetry_gateway_native import SetIndex
+except ImportError:
+    SetIndex = None
+
 Decoded = tuple[tuple[str, ...], tuple[str, ...]]
 
 
@@ -198,7 +203,7 @@ class AttributeSets:
         self.bytes = 0
         self.ids: dict[tuple, int] = {(): 0}
         # The same ids by the compiled OTLP walker's 16-byte keyed hash of the raw tuple.
-        self.hashed: dict[bytes, int] = {}
+        self.hashed = SetIndex() if SetIndex is not None else {}
         self.keys: list[tuple[str, ...]] = [()]
         self.values: list[tuple[str, ...]] = [()]
         self.hashes: list[int] = [pairs_hash((), ())]

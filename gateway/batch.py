@@ -108,12 +108,14 @@ class Batch:
 
     @property
     def nbytes(self) -> int:
-        """Arrow bytes held; remembered, since Table.nbytes walks every buffer (the spool and writer ask thrice)."""
+        """Arrow bytes held, remembered (the spool and writer ask thrice). The buffers' whole size, which a
+        slice keeps alive too: `Table.nbytes` works out a slice's share by walking every value of nested
+        columns, 80 us for a 2000-point batch, a tenth of the event loop's time under load."""
         if self.records is not None:
             return 256 * len(self.records)
         rows, size = self._sized
         if rows is not self.rows:
-            size = self.rows.nbytes
+            size = self.rows.get_total_buffer_size()
             self._sized = (self.rows, size)
         return size
 

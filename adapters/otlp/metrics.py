@@ -210,12 +210,16 @@ class _NativeNumbers(_Numbers):
         self.attr_ids = self._set_ids(rows)
 
     def _set_ids(self, rows: np.ndarray) -> np.ndarray:
+        known = self.sets.hashed
+        if not isinstance(known, dict):  # the compiled index: every set known is the common case
+            ids, unknown = known.lookup(self.hashes[rows].tobytes())
+            if not unknown:
+                return np.frombuffer(ids, np.int64)
         pairs = self.pairs[rows]
         _, first, inverse = np.unique(pairs[:, 0], return_index=True, return_inverse=True)
         if not np.array_equal(pairs[first[inverse], 1], pairs[:, 1]):  # two sets share one half: compare both
             _, first, inverse = np.unique(self.hashes[rows], return_index=True, return_inverse=True)
         keys = self.hashes[rows[first]].tolist()
-        known = self.sets.hashed
         ids = [known.get(k) for k in keys]
         inverse = inverse.ravel()
         if None in ids:

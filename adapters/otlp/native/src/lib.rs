@@ -18,7 +18,8 @@
 //! keys for. The raw spans come back too, for sets seen for the first time.
 
 use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use pyo3::exceptions::PyValueError;
@@ -264,9 +265,98 @@ fn py_number_points<'py>(py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py,
     PyTuple::new(py, columns.iter().map(|c| PyBytes::new(py, c)))
 }
 
+/// A set's 128-bit key, read from 16 bytes as the walker wrote them (two native-endian u64s).
+fn set_key(bytes: &[u8]) -> u128 {
+    let (a, b) = bytes.split_at(8);
+    let a = u64::from_ne_bytes(a.try_into().expect("8 bytes"));
+    let b = u64::from_ne_bytes(b.try_into().expect("8 bytes"));
+    (a as u128) << 64 | b as u128
+}
+
+/// Keys are keyed SipHash outputs already: hashing them again is wasted work.
+#[derive(Default)]
+struct KeyBits(u64);
+
+impl Hasher for KeyBits {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ b as u64; // not used by u128 keys; correct for any others
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+/// Attribute-set ids by the walker's 128-bit key (`AttributeSets.hashed`). Looking up a request's
+/// points here costs about 10 ns each, where a Python dict keyed by 16-byte strings cost 280 ns
+/// (the bytes objects made to ask with, then the lookup).
+#[pyclass(name = "SetIndex", module = "telemetry_gateway_native")]
+#[derive(Default)]
+struct SetIndex {
+    ids: HashMap<u128, i64, BuildHasherDefault<KeyBits>>,
+}
+
+fn sixteen(key: &[u8]) -> PyResult<()> {
+    if key.len() == 16 {
+        Ok(())
+    } else {
+        Err(PyValueError::new_err(format!("a set key is 16 bytes, not {}", key.len())))
+    }
+}
+
+#[pymethods]
+impl SetIndex {
+    #[new]
+    fn new() -> Self {
+        SetIndex::default()
+    }
+
+    fn __len__(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn __setitem__(&mut self, key: &[u8], id: i64) -> PyResult<()> {
+        sixteen(key)?;
+        self.ids.insert(set_key(key), id);
+        Ok(())
+    }
+
+    fn get(&self, key: &[u8]) -> PyResult<Option<i64>> {
+        sixteen(key)?;
+        Ok(self.ids.get(&set_key(key)).copied())
+    }
+
+    fn clear(&mut self) {
+        self.ids.clear();
+    }
+
+    /// The id of each 16-byte key in `keys`, as bytes of native i64, -1 where a key is unknown;
+    /// and how many were unknown.
+    fn lookup<'py>(&self, py: Python<'py>, keys: &[u8]) -> PyResult<(Bound<'py, PyBytes>, usize)> {
+        if keys.len() % 16 != 0 {
+            return Err(PyValueError::new_err("keys are 16 bytes each"));
+        }
+        let mut unknown = 0;
+        let ids: Vec<i64> = keys
+            .chunks_exact(16)
+            .map(|k| {
+                let id = self.ids.get(&set_key(k)).copied();
+                unknown += id.is_none() as usize;
+                id.unwrap_or(-1)
+            })
+            .collect();
+        Ok((PyBytes::new(py, raw(&ids)), unknown))
+    }
+}
+
 #[pymodule]
 fn telemetry_gateway_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(py_number_points, m)?)
+    m.add_function(wrap_pyfunction!(py_number_points, m)?)?;
+    m.add_class::<SetIndex>()
 }
 
 #[cfg(test)]

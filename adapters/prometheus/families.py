@@ -123,12 +123,18 @@ def kind_of(name: str, family: str, info: FamilyInfo, labels: dict[str, str]) ->
 _PREPARED_MAX = 500_000
 
 
-def series_handle(rows: PointRows, key, name: str, labels: dict[str, str], lookup: Lookup, names: Names) -> int:
+_UNSET = FamilyInfo("unset")
+
+
+def series_handle(rows: PointRows, key, name: str, labels: dict[str, str], lookup: Lookup, names: Names,
+                  info: FamilyInfo | None = _UNSET) -> int:
     """Register a series in `rows`; what it costs to work out (type, unit, names,
-    label set ids) is cached across batches under `key`."""
+    label set ids) is cached across batches under `key`. `info` is `known_family(name, lookup)`
+    where the caller has it already."""
     # Keyed on the family's metadata, not the sample name's: metadata for `X` arriving after
     # `X_count` was first seen must retype it (a fallback type cached for good was a bug).
-    info = known_family(name, lookup)
+    if info is _UNSET:
+        info = known_family(name, lookup)
     cache = rows.labels.series_cache  # per tenant, like the label sets whose ids it holds
     cached = cache.get(key)
     if cached is not None and (cached[0] is info or cached[0] == info):
@@ -169,7 +175,7 @@ def add_samples(rows: PointRows, samples: Iterable[Sample], lookup: Lookup, outc
             if cached is not None and (cached[0] is info or cached[0] == info):
                 handle = rows.add_series(cached[1])
             else:
-                handle = series_handle(rows, series_key, s.name, s.labels, lookup, names)
+                handle = series_handle(rows, series_key, s.name, s.labels, lookup, names, info)
             handles[series_key] = (handle, ts)
         else:
             handle, first = entry

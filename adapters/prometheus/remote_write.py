@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 
 from telemetry_gateway.adapters.base import AdaptResult, Outcome
 from telemetry_gateway.adapters.points import PointRows, is_stale_marker
-from telemetry_gateway.adapters.prometheus.families import FamilyInfo, series_handle
+from telemetry_gateway.adapters.prometheus.families import FamilyInfo, known_family, series_handle
 from telemetry_gateway.adapters.attributes import AttributeLimits, AttributeSets, InvalidAttributes, varint
 from telemetry_gateway.adapters.prometheus.prompb import METRIC_TYPES, LabelList, WriteRequest
 
@@ -125,6 +125,7 @@ def remote_write_to_arrow(request, metadata: PrometheusMetadata, sets: Attribute
     rows = PointRows(sets)
     handles: dict[tuple[bytes, ...], int] = {}
     seen: set[tuple[int, int]] = set()
+    infos: dict[str, FamilyInfo | None] = {}  # a request brings each name for many series
     for series, raw, got in decoded:
         if series.histograms:
             outcome.reject("unsupported", "native histograms are not supported yet", len(series.histograms))
@@ -133,7 +134,11 @@ def remote_write_to_arrow(request, metadata: PrometheusMetadata, sets: Attribute
             continue
         name, labels = got
         repeated = raw in handles
-        handle = handles[raw] if repeated else series_handle(rows, raw, name, labels, metadata.lookup, names)
+        if repeated:
+            handle = handles[raw]
+        else:
+            info = infos[name] if name in infos else infos.setdefault(name, known_family(name, metadata.lookup))
+            handle = series_handle(rows, raw, name, labels, metadata.lookup, names, info)
         handles[raw] = handle
         check = repeated or len(series.samples) > 1
         for sample in series.samples:

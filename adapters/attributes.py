@@ -4,7 +4,7 @@ Attribute sets repeat: a series sends the same set every interval.
 `AttributeSets` keys its registry on the raw bytes of the KeyValue encodings (a
 tuple, so element boundaries are part of the key and one sender cannot make
 its bytes collide with another's set) and decodes each distinct set once.
-The compiled OTLP walker finds sets by two 64-bit SipHash-1-3 hashes of that
+The compiled OTLP walker finds sets by a 128-bit SipHash-1-3 of that
 tuple, keyed at random per process (`hashed`): a sender who cannot know the
 keys cannot aim a collision at another set.
 

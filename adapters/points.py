@@ -76,6 +76,14 @@ class PointRows:
         light["value"].append(value)
         light["stale"].append(stale)
 
+    def values(self, series: np.ndarray, time_ns: np.ndarray, value: np.ndarray, stale: np.ndarray) -> None:
+        """Many points of registered series at once, as `value()` appends them one by one."""
+        light = self.light
+        light["series"].extend(series.tolist())
+        light["time"].extend(time_ns.tolist())
+        light["value"].extend(value.tolist())
+        light["stale"].extend(stale.tolist())
+
     def _materialize(self) -> None:
         """Expand series points into the row columns with whole-column operations."""
         light = self.light

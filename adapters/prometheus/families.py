@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from telemetry_gateway.adapters.attributes import AttributeSets
 from telemetry_gateway.adapters.base import Outcome
 from telemetry_gateway.adapters.normalize import Names
 from telemetry_gateway.adapters.points import PointRows, is_stale_marker
@@ -128,30 +129,36 @@ _UNSET = FamilyInfo("unset")
 
 def series_handle(rows: PointRows, key, name: str, labels: dict[str, str], lookup: Lookup, names: Names,
                   info: FamilyInfo | None = _UNSET) -> int:
-    """Register a series in `rows`; what it costs to work out (type, unit, names,
+    """Register a series in `rows`; see `prepared_series`."""
+    return rows.add_series(prepared_series(rows.labels, key, name, labels, lookup, names, info))
+
+
+def prepared_series(sets: AttributeSets, key, name: str, labels: dict[str, str], lookup: Lookup, names: Names,
+                    info: FamilyInfo | None = _UNSET) -> tuple:
+    """What `PointRows.add_series` takes for a series; what it costs to work out (type, unit, names,
     label set ids) is cached across batches under `key`. `info` is `known_family(name, lookup)`
     where the caller has it already."""
     # Keyed on the family's metadata, not the sample name's: metadata for `X` arriving after
     # `X_count` was first seen must retype it (a fallback type cached for good was a bug).
     if info is _UNSET:
         info = known_family(name, lookup)
-    cache = rows.labels.series_cache  # per tenant, like the label sets whose ids it holds
+    cache = sets.series_cache  # per tenant, like the label sets whose ids it holds
     cached = cache.get(key)
     if cached is not None and (cached[0] is info or cached[0] == info):
-        return rows.add_series(cached[1])
+        return cached[1]
     family, resolved = resolve(name, labels, lookup)
     kind, monotonic = kind_of(name, family, resolved, labels)
     attributes, resource = split_resource(labels)
     keys, values = names.keys(tuple(attributes), tuple(attributes.values()))
-    prepared = rows.series_info_of(name=names.metric(name), kind=kind, monotonic=monotonic,
-                                   temporality="cumulative" if kind == "sum" else "unspecified",
-                                   unit=unit_of(family, resolved), description=resolved.help,
-                                   attributes_id=rows.labels.id_of_labels(dict(zip(keys, values))),
-                                   resource_id=rows.labels.id_of_labels(resource))
+    prepared = PointRows.series_info_of(name=names.metric(name), kind=kind, monotonic=monotonic,
+                                        temporality="cumulative" if kind == "sum" else "unspecified",
+                                        unit=unit_of(family, resolved), description=resolved.help,
+                                        attributes_id=sets.id_of_labels(dict(zip(keys, values))),
+                                        resource_id=sets.id_of_labels(resource))
     if len(cache) >= _PREPARED_MAX:
         cache.clear()
     cache[key] = (info, prepared)
-    return rows.add_series(prepared)
+    return prepared
 
 
 def add_samples(rows: PointRows, samples: Iterable[Sample], lookup: Lookup, outcome: Outcome,

@@ -6,21 +6,52 @@ requests; until a family's metadata has arrived its type comes from the name.
 Refused (counted, never failing the request): series without `__name__` or
 with invalid UTF-8, samples outside the accept window, repeated samples of a
 series and timestamp, native histograms (not mapped yet).
+
+Given the request's bytes (`raw`), its series and samples come from the
+compiled walker (`adapters/otlp/native`, `write_request`) when it is installed:
+series are found by a keyed 128-bit hash of their raw labels in a per-tenant
+index (`_WalkCache`), and samples become columns without a Python object each.
+A series met for the first time is worked out from its raw labels exactly as
+the Python walk does; the result is the same (the tests compare the two).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from dataclasses import dataclass
 
+import numpy as np
 from google.protobuf.message import DecodeError
 
 from telemetry_gateway.adapters.base import AdaptResult, Outcome
-from telemetry_gateway.adapters.points import PointRows, is_stale_marker
-from telemetry_gateway.adapters.prometheus.families import FamilyInfo, known_family, series_handle
-from telemetry_gateway.adapters.attributes import AttributeLimits, AttributeSets, InvalidAttributes, varint
+from telemetry_gateway.adapters.points import STALE_NAN_BITS, PointRows, is_stale_marker
+from telemetry_gateway.adapters.prometheus.families import FamilyInfo, known_family, prepared_series, series_handle
+from telemetry_gateway.adapters.attributes import AttributeLimits, AttributeSets, InvalidAttributes, SetIndex, varint
 from telemetry_gateway.adapters.prometheus.prompb import METRIC_TYPES, LabelList, WriteRequest
 
+try:  # the compiled walker; without it, series and samples take the Python walk
+    from telemetry_gateway_native import write_request as native_write_request
+except ImportError:
+    native_write_request = None
+
+log = logging.getLogger(__name__)
 decode_request = WriteRequest.FromString
+mismatches = 0  # requests where the compiled walker and the parsed request disagreed
+_HISTOGRAMS = "native histograms are not supported yet"
+_DUPLICATE = "duplicate sample (same series and timestamp)"
+# Sample timestamps (ms) whose nanoseconds fit an int64; others take the Python walk, which refuses them.
+_MAX_MS = (2**63 - 1) // 1_000_000
+
+
+@dataclass
+class Received:
+    message: object
+    raw: bytes
+
+
+def decode_received(payload: bytes) -> Received:
+    return Received(decode_request(payload), bytes(payload))
 
 
 class PrometheusMetadata:
@@ -34,6 +65,8 @@ class PrometheusMetadata:
         self._max = max_families
         self.series: dict[tuple[bytes, ...], tuple[str, dict[str, str]]] = {}
         self._max_series = max_series
+        self.version = 0  # bumped whenever a family's metadata changes: what series worked out from it is stale
+        self.walk_cache: _WalkCache | None = None
 
     def labels_of(self, raw: tuple[bytes, ...]) -> tuple[str, dict[str, str]]:
         """(metric name, other labels) of raw Label encodings; raises ValueError."""
@@ -80,6 +113,7 @@ class PrometheusMetadata:
             self.families.clear()
         self.families[name] = info
         self.changed = True
+        self.version += 1
 
     def infer(self, name: str, labels: dict[str, str]) -> None:
         """A family's type from its parts, until metadata says: `X_bucket{le}` makes X a histogram and a
@@ -117,8 +151,27 @@ def _code(exc: ValueError) -> str:
     return "invalid_name" if "__name__" in str(exc) else "invalid_attributes"
 
 
-def remote_write_to_arrow(request, metadata: PrometheusMetadata, sets: AttributeSets) -> AdaptResult:
+class NativeMismatch(Exception):
+    """The compiled walker and the parsed request disagree on the request's series."""
+
+
+def remote_write_to_arrow(request, metadata: PrometheusMetadata, sets: AttributeSets,
+                          raw: bytes | None = None) -> AdaptResult:
     metadata.update(request.metadata)
+    walked = _walk(raw)
+    if walked is not None:
+        try:
+            return _adapt_walked(request, raw, walked, metadata, sets)
+        except NativeMismatch as exc:
+            global mismatches
+            mismatches += 1
+            if mismatches % 1000 == 1:  # a sender repeating such a request must not flood the log
+                log.warning("the compiled remote-write walker disagreed with the parsed request (%s; %d so far); "
+                            "adapted in Python", exc, mismatches)
+    return _adapt(request, metadata, sets)
+
+
+def _adapt(request, metadata: PrometheusMetadata, sets: AttributeSets) -> AdaptResult:
     decoded = _decode_series(request, metadata)
     names = sets.names
     outcome = Outcome()
@@ -126,29 +179,162 @@ def remote_write_to_arrow(request, metadata: PrometheusMetadata, sets: Attribute
     handles: dict[tuple[bytes, ...], int] = {}
     seen: set[tuple[int, int]] = set()
     infos: dict[str, FamilyInfo | None] = {}  # a request brings each name for many series
+    counted: dict[tuple[bytes, ...], int] = {}
+    for _, raw, _ in decoded:
+        counted[raw] = counted.get(raw, 0) + 1
     for series, raw, got in decoded:
         if series.histograms:
-            outcome.reject("unsupported", "native histograms are not supported yet", len(series.histograms))
+            outcome.reject("unsupported", _HISTOGRAMS, len(series.histograms))
         if isinstance(got, ValueError):
             outcome.reject(_code(got), str(got), len(series.samples))
             continue
         name, labels = got
-        repeated = raw in handles
-        if repeated:
+        if raw in handles:
             handle = handles[raw]
         else:
             info = infos[name] if name in infos else infos.setdefault(name, known_family(name, metadata.lookup))
             handle = series_handle(rows, raw, name, labels, metadata.lookup, names, info)
         handles[raw] = handle
-        check = repeated or len(series.samples) > 1
+        # A series that comes again in the request is checked from its first sample on.
+        check = counted[raw] > 1 or len(series.samples) > 1
         for sample in series.samples:
             if check:
                 point = (handle, sample.timestamp)
                 if point in seen:
-                    outcome.reject("duplicate", "duplicate sample (same series and timestamp)")
+                    outcome.reject("duplicate", _DUPLICATE)
                     continue
                 seen.add(point)
             value = sample.value
             stale = value != value and is_stale_marker(value)
             rows.value(handle, sample.timestamp * 1_000_000, math.nan if stale else value, stale)
     return AdaptResult([rows.finish()], outcome)
+
+
+# -- the compiled walk ---------------------------------------------------------------------------
+
+@dataclass
+class _Walked:
+    samples: np.ndarray  # per series
+    histograms: np.ndarray
+    keys: np.ndarray  # 16-byte keys
+    label_first: np.ndarray
+    label_count: np.ndarray
+    label_offset: np.ndarray  # per label
+    label_len: np.ndarray
+    value: np.ndarray  # per sample
+    timestamp: np.ndarray
+
+
+def _walk(raw: bytes | None) -> _Walked | None:
+    if raw is None or native_write_request is None or SetIndex is None:
+        return None
+    try:
+        columns = native_write_request(raw)
+    except ValueError:  # bytes the parser took but the walker does not read (a group): the Python walk does
+        return None
+    types = (np.uint32, np.uint32, np.dtype((np.void, 16)), np.uint32, np.uint32, np.uint32, np.uint32,
+             np.float64, np.int64)
+    return _Walked(*(np.frombuffer(c, t) for c, t in zip(columns, types)))
+
+
+class _WalkCache:
+    """Per tenant: what each series seen by the walker resolved to, by its 16-byte key. Valid while the
+    tenant's attribute sets (their ids) and the families' metadata stay as they were."""
+
+    MAX = 500_000
+
+    def __init__(self, stamp: tuple) -> None:
+        self.stamp = stamp
+        self.index = SetIndex()
+        self.entries: list[tuple] = []  # what `PointRows.add_series` takes, per series
+
+
+def _walk_cache(metadata: PrometheusMetadata, sets: AttributeSets) -> _WalkCache:
+    stamp = (id(sets), sets.generation, metadata.version)
+    cache = metadata.walk_cache
+    if cache is None or cache.stamp != stamp or len(cache.entries) >= _WalkCache.MAX:
+        cache = metadata.walk_cache = _WalkCache(stamp)
+    return cache
+
+
+def _adapt_walked(request, raw: bytes, w: _Walked, metadata: PrometheusMetadata, sets: AttributeSets) -> AdaptResult:
+    if len(w.samples) != len(request.timeseries):
+        raise NativeMismatch(f"the request has {len(request.timeseries)} series, the walker read {len(w.samples)}")
+    if len(w.timestamp) and np.abs(w.timestamp).max() > _MAX_MS:
+        raise NativeMismatch("a sample timestamp is out of range")
+    outcome = Outcome()
+    rows = PointRows(sets)  # may reset the tenant's sets: before the cache is checked
+    outcome.reject("unsupported", _HISTOGRAMS, int(w.histograms.sum()))
+    ids = _series_ids(raw, w, metadata, sets, outcome)
+    per_sample = np.repeat(ids, w.samples)
+    kept = per_sample >= 0
+    kept &= _first_of_each(per_sample, w.timestamp, kept, outcome)
+    cache = metadata.walk_cache
+    distinct, handles = np.unique(per_sample[kept], return_inverse=True)
+    base = len(rows.series_info)
+    rows.series_info.extend(map(cache.entries.__getitem__, distinct.tolist()))  # `add_series` for each
+    value = w.value[kept].copy()
+    stale = value.view(np.uint64) == STALE_NAN_BITS
+    value[stale] = math.nan
+    rows.values(handles.ravel() + base, w.timestamp[kept] * 1_000_000, value, stale)
+    return AdaptResult([rows.finish()], outcome)
+
+
+def _series_ids(raw: bytes, w: _Walked, metadata: PrometheusMetadata, sets: AttributeSets,
+                outcome: Outcome) -> np.ndarray:
+    """Each series' entry in the walk cache; -1 for a series refused (its samples counted here)."""
+    while True:
+        cache = _walk_cache(metadata, sets)
+        found, unknown = cache.index.lookup(w.keys.tobytes())
+        ids = np.frombuffer(found, np.int64).copy()
+        if not unknown:
+            return ids
+        # Every new series is decoded before any is resolved, as in the Python walk: decoding a
+        # `_bucket` series types its family (`infer`). That makes what the cache holds stale, and
+        # the lookup is made again (the second round infers nothing new).
+        decoded = {j: _decoded(raw, w, j, metadata) for j in np.flatnonzero(ids < 0).tolist()}
+        if _walk_cache(metadata, sets) is cache:
+            break
+    infos: dict[str, FamilyInfo | None] = {}
+    for j, (labels, got) in decoded.items():
+        if isinstance(got, ValueError):
+            outcome.reject(_code(got), str(got), int(w.samples[j]))
+            ids[j] = -1
+            continue
+        key = w.keys[j].tobytes()
+        entry = cache.index.get(key)  # a series that comes twice in the request is resolved once
+        if entry is None:
+            name, label_map = got
+            info = infos[name] if name in infos else infos.setdefault(name, known_family(name, metadata.lookup))
+            entry = len(cache.entries)
+            cache.entries.append(prepared_series(sets, labels, name, label_map, metadata.lookup, sets.names, info))
+            cache.index[key] = entry
+        ids[j] = entry
+    return ids
+
+
+def _decoded(raw: bytes, w: _Walked, j: int, metadata: PrometheusMetadata) -> tuple:
+    """(raw labels, (name, labels) or the ValueError) of series `j`."""
+    first, count = int(w.label_first[j]), int(w.label_count[j])
+    spans = zip(w.label_offset[first:first + count].tolist(), w.label_len[first:first + count].tolist())
+    labels = tuple(raw[at:at + n] for at, n in spans)
+    try:
+        return labels, metadata.labels_of(labels)
+    except ValueError as exc:
+        return labels, exc
+
+
+def _first_of_each(series: np.ndarray, timestamp: np.ndarray, kept: np.ndarray, outcome: Outcome) -> np.ndarray:
+    """Samples that are the first of their (series, timestamp) in the request; the rest are counted
+    as duplicates."""
+    first = np.ones(len(series), bool)
+    candidates = np.flatnonzero(kept)
+    if len(np.unique(series[candidates])) == len(candidates):
+        return first  # one sample per series: nothing can repeat
+    pairs = np.empty(len(candidates), [("series", np.int64), ("time", np.int64)])
+    pairs["series"], pairs["time"] = series[candidates], timestamp[candidates]
+    _, index = np.unique(pairs, return_index=True)
+    first[candidates] = False
+    first[candidates[index]] = True
+    outcome.reject("duplicate", _DUPLICATE, len(candidates) - len(index))
+    return first

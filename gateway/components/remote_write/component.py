@@ -8,7 +8,8 @@ from telemetry_gateway.gateway.components.remote_write.config import RemoteWrite
 from telemetry_gateway.schema import POINTS
 
 FORMAT = Format("remote_write", "metrics", "remote_write", "Prometheus WriteRequest", "samples", POINTS,
-                remote_write.decode_request, lambda r, ctx, st: remote_write.remote_write_to_arrow(r, st.prometheus, st.sets))
+                remote_write.decode_received,
+                lambda r, ctx, st: remote_write.remote_write_to_arrow(r.message, st.prometheus, st.sets, raw=r.raw))
 
 
 def http_routes(config: RemoteWriteConfig, pipeline, metrics, limit: int, read_body) -> list:

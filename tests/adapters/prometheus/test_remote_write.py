@@ -4,8 +4,10 @@ import math
 from pathlib import Path
 
 import cramjam
+import pytest
 
 from telemetry_gateway.adapters.points import stale_marker
+from telemetry_gateway.adapters.prometheus import remote_write
 from telemetry_gateway.adapters.prometheus.prompb import Label, WriteRequest
 from telemetry_gateway.adapters.prometheus.remote_write import PrometheusMetadata, remote_write_to_arrow
 from telemetry_gateway.adapters.attributes import AttributeSets
@@ -15,6 +17,25 @@ from tests.rows import check_golden, plain_rows
 TESTDATA = Path(__file__).parent / "testdata"
 
 
+@pytest.fixture(autouse=True, params=["python walk", "compiled walk"])
+def walk(request, monkeypatch):
+    """Every test here runs on both walks; `test_native_remote_write` compares them directly."""
+    if request.param == "compiled walk":
+        assert remote_write.native_write_request is not None, "the compiled walker is not installed"
+    monkeypatch.setattr(remote_write, "mismatches", 0)
+    monkeypatch.setitem(WALK, "native", request.param == "compiled walk")
+    yield
+    assert remote_write.mismatches == 0
+
+
+WALK = {"native": False}
+
+
+def to_arrow(request, metadata: PrometheusMetadata, sets: AttributeSets):
+    raw = request.SerializeToString() if WALK["native"] else None
+    return remote_write_to_arrow(request, metadata, sets, raw=raw)
+
+
 def recorded(name: str):
     return WriteRequest.FromString(bytes(cramjam.snappy.decompress_raw((TESTDATA / name).read_bytes())))
 
@@ -22,7 +43,7 @@ def recorded(name: str):
 def adapt(request, metadata: PrometheusMetadata | None = None, received_ns: int | None = None):
     if received_ns is None:
         received_ns = max((s.timestamp for ts in request.timeseries for s in ts.samples), default=0) * 1_000_000 + NS
-    return finalized(remote_write_to_arrow(request, metadata or PrometheusMetadata(), AttributeSets()),
+    return finalized(to_arrow(request, metadata or PrometheusMetadata(), AttributeSets()),
                      context(received_ns, source_kind="remote_write"))
 
 
@@ -114,7 +135,7 @@ def test_family_parts_seen_before_their_metadata_are_retyped_once_it_arrives():
         _series(request, "rpc_seconds_sum", 1.5, ts_ms)
         if with_metadata:
             request.metadata.add(type=5, metric_family_name=b"rpc_seconds", help=b"RPC latency.")
-        result = finalized(remote_write_to_arrow(request, metadata, sets), context(ts_ms * 1_000_000 + NS))
+        result = finalized(to_arrow(request, metadata, sets), context(ts_ms * 1_000_000 + NS))
         return {r["metric_name"]: r for r in plain_rows(result.table)}
 
     before = send(False, now_ms)
@@ -148,3 +169,12 @@ def test_a_bucket_or_quantile_series_types_its_family_parts_in_the_same_request_
         "rpc_seconds_count": ("sum", True), "rpc_seconds_sum": ("sum", False), "rpc_seconds_bucket": ("sum", True),
         "gc_seconds_count": ("sum", True), "gc_seconds": ("gauge", False)}
     assert metadata.changed and set(metadata.families) == {"rpc_seconds", "gc_seconds"}
+
+
+def test_a_series_sent_twice_in_a_request_keeps_one_sample_per_timestamp():
+    now_ms = 1_800_000_000_000
+    labels = {b"__name__": b"up", b"job": b"api"}
+    request = request_with([(labels, [(1.0, now_ms)]), (labels, [(2.0, now_ms), (3.0, now_ms + 1000)])])
+    result = adapt(request, received_ns=now_ms * 1_000_000 + NS)
+    assert [r["value"] for r in plain_rows(result.table)] == [1.0, 3.0]
+    assert result.outcome.reasons() == {"duplicate sample (same series and timestamp)": 1}

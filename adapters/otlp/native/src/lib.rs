@@ -24,6 +24,8 @@ use std::sync::OnceLock;
 
 use pyo3::exceptions::PyValueError;
 use siphasher::sip128::{Hasher128, SipHasher13};
+
+mod remote_write;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
@@ -44,30 +46,30 @@ const POINT_AS_INT: u32 = 6;
 const POINT_ATTRIBUTES: u32 = 7;
 const POINT_FLAGS: u32 = 8;
 
-const VARINT: u8 = 0;
-const FIXED64: u8 = 1;
-const LEN: u8 = 2;
+pub(crate) const VARINT: u8 = 0;
+pub(crate) const FIXED64: u8 = 1;
+pub(crate) const LEN: u8 = 2;
 const FIXED32: u8 = 5;
 
 #[derive(Debug, PartialEq)]
 pub struct Malformed(pub &'static str);
 
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
     base: usize, // where `buf` starts in the request
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8], base: usize) -> Self {
+    pub(crate) fn new(buf: &'a [u8], base: usize) -> Self {
         Reader { buf, pos: 0, base }
     }
 
-    fn more(&self) -> bool {
+    pub(crate) fn more(&self) -> bool {
         self.pos < self.buf.len()
     }
 
-    fn varint(&mut self) -> Result<u64, Malformed> {
+    pub(crate) fn varint(&mut self) -> Result<u64, Malformed> {
         let mut value = 0u64;
         for shift in (0..70).step_by(7) {
             let byte = *self.buf.get(self.pos).ok_or(Malformed("truncated varint"))?;
@@ -80,7 +82,7 @@ impl<'a> Reader<'a> {
         Err(Malformed("varint longer than 10 bytes"))
     }
 
-    fn tag(&mut self) -> Result<(u32, u8), Malformed> {
+    pub(crate) fn tag(&mut self) -> Result<(u32, u8), Malformed> {
         let key = self.varint()?;
         let field = key >> 3;
         if field == 0 || field >= 1 << 29 {
@@ -96,24 +98,24 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    fn fixed64(&mut self) -> Result<u64, Malformed> {
+    pub(crate) fn fixed64(&mut self) -> Result<u64, Malformed> {
         let bytes = self.take(8)?;
         Ok(u64::from_le_bytes(bytes.try_into().expect("8 bytes")))
     }
 
     /// A length-delimited field: its offset in the request, and its bytes.
-    fn delimited(&mut self) -> Result<(usize, &'a [u8]), Malformed> {
+    pub(crate) fn delimited(&mut self) -> Result<(usize, &'a [u8]), Malformed> {
         let n = usize::try_from(self.varint()?).map_err(|_| Malformed("length out of range"))?;
         let at = self.base + self.pos;
         Ok((at, self.take(n)?))
     }
 
-    fn nested(&mut self) -> Result<Reader<'a>, Malformed> {
+    pub(crate) fn nested(&mut self) -> Result<Reader<'a>, Malformed> {
         let (at, body) = self.delimited()?;
         Ok(Reader::new(body, at))
     }
 
-    fn skip(&mut self, wire: u8) -> Result<(), Malformed> {
+    pub(crate) fn skip(&mut self, wire: u8) -> Result<(), Malformed> {
         match wire {
             VARINT => self.varint().map(drop),
             FIXED64 => self.take(8).map(drop),
@@ -159,7 +161,7 @@ impl Points {
     }
 }
 
-pub struct Keys(u64, u64);
+pub struct Keys(pub(crate) u64, pub(crate) u64);
 
 pub fn process_keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
@@ -358,9 +360,24 @@ impl SetIndex {
     }
 }
 
+/// `(samples, histograms, hash, label_first, label_count, label_offset, label_len, value, timestamp)`
+/// of a decompressed remote-write `WriteRequest`: per series u32, u32, u64 pairs, u32, u32; per label
+/// u32, u32; per sample f64, i64. ValueError when the bytes cannot be read.
+#[pyfunction(name = "write_request")]
+fn py_write_request<'py>(py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyTuple>> {
+    let keys = process_keys();
+    let s = py.allow_threads(|| remote_write::write_request(request, keys)).map_err(|e| PyValueError::new_err(e.0))?;
+    let columns = [
+        raw(&s.samples), raw(&s.histograms), raw(&s.hash), raw(&s.label_first), raw(&s.label_count),
+        raw(&s.label_offset), raw(&s.label_len), raw(&s.value), raw(&s.timestamp),
+    ];
+    PyTuple::new(py, columns.iter().map(|c| PyBytes::new(py, c)))
+}
+
 #[pymodule]
 fn telemetry_gateway_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py_number_points, m)?)?;
+    m.add_function(wrap_pyfunction!(py_write_request, m)?)?;
     m.add_class::<SetIndex>()
 }
 

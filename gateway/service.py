@@ -20,6 +20,7 @@ from pathlib import Path
 from functools import partial
 
 from telemetry_gateway.adapters.otlp import metrics as otlp_metrics
+from telemetry_gateway.adapters.prometheus import remote_write
 from telemetry_gateway.gateway.admin import AdminServer
 from telemetry_gateway.gateway.policy_watch import PolicyWatch
 from telemetry_gateway.gateway.components import COMPONENTS
@@ -99,9 +100,10 @@ class Gateway:
             self.policy_watch.start()
         for service in self.services:
             await service.start()
-        if otlp_metrics.native_number_points is None:
-            log.warning("the compiled OTLP walker is not installed (adapters/otlp/native): OTLP gauges and sums "
-                        "take the Python walk, about a third more CPU per point; deploy/setup-venv.sh builds it")
+        if otlp_metrics.native_number_points is None or remote_write.native_write_request is None:
+            log.warning("the compiled walkers are not installed (adapters/otlp/native): OTLP gauges and sums and "
+                        "remote write take the Python walks, about a third and three times more CPU per point; "
+                        "deploy/setup-venv.sh builds them")
         log.info("gateway ready (admin on %s)", self.config.admin.endpoint)
 
     async def shutdown(self) -> None:

@@ -51,6 +51,21 @@ def assert_same(raw: bytes, **sets) -> None:
     assert plain(native.table.to_pylist()) == plain(reference.table.to_pylist())
 
 
+def mutated(data, raw: bytes) -> bytes:
+    """`raw` with one to four bytes flipped, inserted or deleted, as hypothesis draws them."""
+    out = bytearray(raw)
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(out)))
+        action = data.draw(st.sampled_from(["flip", "insert", "delete"]))
+        if action == "flip" and at < len(out):
+            out[at] ^= data.draw(st.integers(1, 255))
+        elif action == "insert":
+            out[at:at] = data.draw(st.binary(min_size=1, max_size=8))
+        else:
+            del out[at:at + data.draw(st.integers(1, 8))]
+    return bytes(out)
+
+
 def test_the_compiled_walker_is_installed():
     # deploy/setup-venv.sh builds it; without it the gateway runs, but this suite must cover it.
     assert metrics.native_number_points is not None
@@ -76,17 +91,7 @@ def test_generated_requests_give_the_same_rows(raw):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_mutated_requests_give_the_same_rows_or_the_same_refusal(data):
-    raw = bytearray(data.draw(metrics_request()))
-    for _ in range(data.draw(st.integers(1, 4))):
-        at = data.draw(st.integers(0, len(raw)))
-        action = data.draw(st.sampled_from(["flip", "insert", "delete"]))
-        if action == "flip" and at < len(raw):
-            raw[at] ^= data.draw(st.integers(1, 255))
-        elif action == "insert":
-            raw[at:at] = data.draw(st.binary(min_size=1, max_size=8))
-        else:
-            del raw[at:at + data.draw(st.integers(1, 8))]
-    raw = bytes(raw)
+    raw = mutated(data, data.draw(metrics_request()))
     try:
         decode_request(raw)
     except DecodeError:

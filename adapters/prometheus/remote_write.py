@@ -283,7 +283,7 @@ def _adapt_walked(request, raw: bytes, w: _Walked, metadata: PrometheusMetadata,
 def _series_ids(raw: bytes, w: _Walked, metadata: PrometheusMetadata, sets: AttributeSets,
                 outcome: Outcome) -> np.ndarray:
     """Each series' entry in the walk cache; -1 for a series refused (its samples counted here)."""
-    while True:
+    for _ in range(3):
         cache = _walk_cache(metadata, sets)
         found, unknown = cache.index.lookup(w.keys.tobytes())
         ids = np.frombuffer(found, np.int64).copy()
@@ -295,6 +295,8 @@ def _series_ids(raw: bytes, w: _Walked, metadata: PrometheusMetadata, sets: Attr
         decoded = {j: _decoded(raw, w, j, metadata) for j in np.flatnonzero(ids < 0).tolist()}
         if _walk_cache(metadata, sets) is cache:
             break
+    else:  # families still changing: more new families in one request than `max_families` holds
+        raise NativeMismatch("the families' metadata kept changing while the request's series were decoded")
     infos: dict[str, FamilyInfo | None] = {}
     for j, (labels, got) in decoded.items():
         if isinstance(got, ValueError):

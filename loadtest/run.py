@@ -35,6 +35,7 @@ from telemetry_gateway.adapters.base import AcceptWindow
 from telemetry_gateway.gateway.batch import Caller, Provenance, new_batch_id
 from telemetry_gateway.gateway.finalize import Finalizer
 from telemetry_gateway.schema import POINTS
+from telemetry_gateway.schema.layout import LAYOUT_TABLES as KIND_TABLES_OF_POINTS
 from loadtest.otlp_load import LOGS_METHOD, grpc_load, http_load
 from loadtest.payloads import logs_requests, metrics_requests
 from loadtest import AS_SHIPPED
@@ -79,7 +80,14 @@ def settle(gateway: GatewayProcess, timeout: float = 120) -> None:
 
 
 def count(gateway: GatewayProcess, table: str) -> int:
-    return int(gateway.rows(f"SELECT toString(count()) AS n FROM telemetry.{table}")[0]["n"])
+    """Rows stored in `table` (for `metric_points`, in its kind tables), from the active parts' row
+    counts. `count()` on the view joins every point to its series: about 60 ms of the gateway's CPU
+    per call at a million points, which polling every 50 ms billed to the phase it measured."""
+    tables = [t.name for t in KIND_TABLES_OF_POINTS] if table == "metric_points" else [table]
+    names = ", ".join(f"'{t}'" for t in tables)
+    out = gateway.rows("SELECT toString(sum(rows)) AS n FROM system.parts "
+                       f"WHERE database = 'telemetry' AND table IN ({names}) AND active")
+    return int(out[0]["n"])
 
 
 def measure(gateway: GatewayProcess, sampler: Sampler, label: str, per_request: int, run, table: str) -> dict:

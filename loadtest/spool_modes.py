@@ -28,7 +28,7 @@ from telemetry_gateway.adapters.otlp.metrics import decode_request, metrics_to_a
 from telemetry_gateway.gateway.spool.spool import Spool
 from loadtest.otlp_load import grpc_load
 from loadtest.payloads import metrics_requests
-from loadtest.run import Sampler
+from loadtest.run import Sampler, count
 from loadtest import AS_SHIPPED
 from tests.gateway_process import GatewayProcess, deep_merge
 
@@ -40,7 +40,7 @@ MODES = {
 
 
 def _count(gateway: GatewayProcess) -> int:
-    return int(gateway.rows("SELECT toString(count()) AS n FROM telemetry.metric_points")[0]["n"])
+    return count(gateway, "metric_points")
 
 
 def end_to_end(payloads: list[bytes], per_request: int, concurrency: int) -> None:

@@ -142,24 +142,61 @@ class PointRows:
 
     def finish(self) -> Draft:
         """The rows as a draft; the finalize stage checks times and adds the shared flags."""
-        self._materialize()
-        n = len(self)
+        if self.cols["time"] or not self.light["series"]:
+            self._materialize()
+            parts = self._columns()
+        else:  # only points of registered series (remote write, scrapes): whole-column operations
+            parts = self._light_columns()
+        columns, time_ns, name_hashes, attrs, resources = parts
+        n = len(time_ns)
         flags: dict[str, np.ndarray] = {}
         for row, name in self.flags_extra:
             flags.setdefault(name, np.zeros(n, bool))[row] = True
-        attributes, attr_hashes = self.labels.map_column(self.attrs)
-        resources, resource_hashes = self.labels.map_column(self.resources)
-        distinct = {name: text_hash(name) for name in set(self.cols["metric_name"])}
-        names = np.fromiter((distinct[x] for x in self.cols["metric_name"]), np.uint64, n)
-        service_of = {r: service_name(self.labels.keys[r], self.labels.values[r]) for r in set(self.resources)}
-        columns = {
-            "start_time": time_array(times(self.cols["start_time"])),
-            "attributes": attributes,
-            "resource_attributes": resources,
-            "service_name": pa.array([service_of[r] for r in self.resources], pa.string()),
-        }
-        for name, values in self.cols.items():
+        columns["attributes"], attr_hashes = self.labels.map_column(attrs)
+        columns["resource_attributes"], resource_hashes = self.labels.map_column(resources)
+        distinct, inverse = np.unique(np.asarray(resources, np.int64), return_inverse=True)
+        services = [service_name(self.labels.keys[r], self.labels.values[r]) for r in distinct.tolist()]
+        columns["service_name"] = pa.array(services, pa.string()).take(pa.array(inverse.ravel()))
+        return Draft(POINTS, columns, time_ns, "sample time", flags=flags,
+                     series=SeriesParts(name_hashes, resource_hashes, attr_hashes))
+
+    def _columns(self) -> tuple:
+        c = self.cols
+        distinct = {name: text_hash(name) for name in set(c["metric_name"])}
+        names = np.fromiter((distinct[x] for x in c["metric_name"]), np.uint64, len(c["metric_name"]))
+        columns = {"start_time": time_array(times(c["start_time"]))}
+        for name, values in c.items():
             if name not in ("time", "start_time"):
                 columns[name] = pa.array(values, SCHEMA.field(name).type)
-        return Draft(POINTS, columns, times(self.cols["time"]), "sample time", flags=flags,
-                     series=SeriesParts(names, resource_hashes, attr_hashes))
+        return columns, times(c["time"]), names, self.attrs, self.resources
+
+    def _light_columns(self) -> tuple:
+        """`_columns` of `light` points without a Python object per point and column: each series'
+        fields are built once and taken per point."""
+        light = self.light
+        used, per_point = np.unique(np.asarray(light["series"], np.int64), return_inverse=True)
+        per_point = per_point.ravel()
+        take = pa.array(per_point)
+        fields = list(zip(*(self.series_info[i] for i in used.tolist())))
+        k = len(per_point)
+        columns = {"start_time": time_array(np.zeros(k, np.uint64))}
+        for position, name in enumerate(self.TEXT):
+            columns[name] = pa.array(fields[position], SCHEMA.field(name).type).take(take)
+        columns["is_monotonic"] = pa.array(np.asarray(fields[7], bool)[per_point])
+        columns["value"] = pa.array(np.asarray(light["value"], np.float64))
+        stale = np.asarray(light["stale"], bool)
+        columns["point_flags"] = pa.array(np.where(stale, NO_RECORDED_VALUE, 0).astype(np.uint32))
+        columns["count"] = pa.array(np.zeros(k, np.uint64))
+        for name in ("sum", "min", "max"):
+            columns[name] = pa.nulls(k, SCHEMA.field(name).type)
+        empty = pa.array(np.zeros(k + 1, np.int32))
+        for name in ("bucket_bounds", "bucket_counts", "quantiles", "quantile_values", "exemplar_trace_ids"):
+            kind = SCHEMA.field(name).type
+            columns[name] = pa.ListArray.from_arrays(empty, pa.array([], kind.value_type), type=kind)
+        hashed = {name: text_hash(name) for name in set(fields[0])}
+        names = np.fromiter(map(hashed.__getitem__, fields[0]), np.uint64, len(fields[0]))[per_point]
+        attrs = np.asarray(fields[8], np.int64)[per_point]
+        resources = np.asarray(fields[9], np.int64)[per_point]
+        time_ns = times(light["time"])
+        self.light = {"series": [], "time": [], "value": [], "stale": []}
+        return columns, time_ns, names, attrs, resources

@@ -53,7 +53,8 @@ class AttributeLimits:
 
     def check(self, keys: tuple[str, ...], values: tuple[str, ...]) -> None:
         self.check_count(len(keys))
-        if any(len(v) > self.max_value_length for v in values) or any(len(k) > self.max_value_length for k in keys):
+        longest = max(max(map(len, values), default=0), max(map(len, keys), default=0))
+        if longest > self.max_value_length:
             raise InvalidAttributes(f"an attribute key or value is longer than {self.max_value_length} characters "
                                     "(limits.max_attribute_length)")
 
@@ -242,14 +243,15 @@ class AttributeSets:
         found = self.ids.get(key)
         if found is not None:
             return found
-        if not all(type(k) is str and type(v) is str for k, v in labels.items()):
+        keys, values = zip(*key[1:]) if len(key) > 1 else ((), ())
+        if not all(type(x) is str for x in keys + values):
             # One non-text value would break every later batch built from this shared registry.
             return self.id_of_labels({str(k): str(v) for k, v in labels.items()})
         new = len(self.keys)
-        self.keys.append(tuple(k for k, _ in key[1:]))
-        self.values.append(tuple(v for _, v in key[1:]))
-        self.bytes += _size(self.keys[-1], self.values[-1])
-        self.hashes.append(pairs_hash(self.keys[-1], self.values[-1]))
+        self.keys.append(keys)
+        self.values.append(values)
+        self.bytes += _size(keys, values)
+        self.hashes.append(pairs_hash(keys, values))
         self.ids[key] = new
         return new
 

@@ -68,7 +68,7 @@ class Names:
 
     def keys(self, keys: tuple[str, ...], values: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Renamed keys; when an old and a new spelling are both present the new one wins."""
-        if not any(k in self.attributes for k in keys):
+        if self.attributes.keys().isdisjoint(keys):
             return keys, values
         renamed: dict[str, str] = {}
         for key, value in zip(keys, values):

@@ -74,7 +74,18 @@ class PrometheusMetadata:
         if found is not None:
             return found
         self.limits.check_count(len(raw) - 1)
-        framed = b"".join(b"\x0a" + varint(len(item)) + item for item in raw)
+        return self._decode(raw, b"".join(b"\x0a" + varint(len(item)) + item for item in raw))
+
+    def labels_framed(self, key: bytes, count: int, framed: bytes) -> tuple[str, dict[str, str]]:
+        """`labels_of` for a series the compiled walker read: `key` is its 16-byte key, `framed` its
+        `count` Label encodings as a LabelList encoding."""
+        found = self.series.get(key)
+        if found is not None:
+            return found
+        self.limits.check_count(count - 1)
+        return self._decode(key, framed)
+
+    def _decode(self, key, framed: bytes) -> tuple[str, dict[str, str]]:
         try:
             pairs = [(l.name.decode("utf-8"), l.value.decode("utf-8")) for l in LabelList.FromString(framed).labels]
         except UnicodeDecodeError:
@@ -93,7 +104,7 @@ class PrometheusMetadata:
             raise ValueError("series without __name__")
         if len(self.series) >= self._max_series:
             self.series.clear()
-        self.series[raw] = (name, labels)
+        self.series[key] = (name, labels)
         self.infer(name, labels)
         return name, labels
 
@@ -292,38 +303,64 @@ def _series_ids(raw: bytes, w: _Walked, metadata: PrometheusMetadata, sets: Attr
         # Every new series is decoded before any is resolved, as in the Python walk: decoding a
         # `_bucket` series types its family (`infer`). That makes what the cache holds stale, and
         # the lookup is made again (the second round infers nothing new).
-        decoded = {j: _decoded(raw, w, j, metadata) for j in np.flatnonzero(ids < 0).tolist()}
+        framed = _Framing(raw, w)
+        decoded = {j: _decoded(w, j, framed, metadata) for j in np.flatnonzero(ids < 0).tolist()}
         if _walk_cache(metadata, sets) is cache:
             break
     else:  # families still changing: more new families in one request than `max_families` holds
         raise NativeMismatch("the families' metadata kept changing while the request's series were decoded")
     infos: dict[str, FamilyInfo | None] = {}
-    for j, (labels, got) in decoded.items():
+    for j, (key, got) in decoded.items():
         if isinstance(got, ValueError):
             outcome.reject(_code(got), str(got), int(w.samples[j]))
             ids[j] = -1
             continue
-        key = w.keys[j].tobytes()
         entry = cache.index.get(key)  # a series that comes twice in the request is resolved once
         if entry is None:
             name, label_map = got
             info = infos[name] if name in infos else infos.setdefault(name, known_family(name, metadata.lookup))
             entry = len(cache.entries)
-            cache.entries.append(prepared_series(sets, labels, name, label_map, metadata.lookup, sets.names, info))
+            cache.entries.append(prepared_series(sets, key, name, label_map, metadata.lookup, sets.names, info))
             cache.index[key] = entry
         ids[j] = entry
     return ids
 
 
-def _decoded(raw: bytes, w: _Walked, j: int, metadata: PrometheusMetadata) -> tuple:
-    """(raw labels, (name, labels) or the ValueError) of series `j`."""
-    first, count = int(w.label_first[j]), int(w.label_count[j])
-    spans = zip(w.label_offset[first:first + count].tolist(), w.label_len[first:first + count].tolist())
-    labels = tuple(raw[at:at + n] for at, n in spans)
+class _Framing:
+    """Each series' labels as a LabelList encoding. A series' Label fields usually sit one after
+    another in the request, each with the shortest tag and length: then they are that slice of the
+    request, which is exactly the LabelList encoding of them. Otherwise they are framed anew."""
+
+    def __init__(self, raw: bytes, w: _Walked) -> None:
+        self.raw, self.w = raw, w
+        lengths, offsets = w.label_len.astype(np.int64), w.label_offset.astype(np.int64)
+        prefix = 2 + sum((lengths >= 1 << bits).astype(np.int64) for bits in (7, 14, 21, 28))  # tag, length varint
+        self.starts, self.ends = offsets - prefix, offsets + lengths
+        gaps = np.ones(len(offsets), np.int64)
+        gaps[1:] = self.starts[1:] != self.ends[:-1]
+        self.gaps = np.cumsum(gaps)  # a series' labels are one run when no gap opens after its first
+
+    def __call__(self, j: int) -> bytes:
+        w, raw = self.w, self.raw
+        first, count = int(w.label_first[j]), int(w.label_count[j])
+        if count == 0:
+            return b""
+        last = first + count - 1
+        at, n = int(w.label_offset[first]), int(w.label_len[first])
+        start = int(self.starts[first])
+        if self.gaps[last] == self.gaps[first] and raw[start:at] == b"\x0a" + varint(n):
+            return raw[start:int(self.ends[last])]
+        spans = zip(w.label_offset[first:last + 1].tolist(), w.label_len[first:last + 1].tolist())
+        return b"".join(b"\x0a" + varint(n) + raw[at:at + n] for at, n in spans)
+
+
+def _decoded(w: _Walked, j: int, framed: _Framing, metadata: PrometheusMetadata) -> tuple:
+    """(key, (name, labels) or the ValueError) of series `j`."""
+    key = w.keys[j].tobytes()
     try:
-        return labels, metadata.labels_of(labels)
+        return key, metadata.labels_framed(key, int(w.label_count[j]), framed(j))
     except ValueError as exc:
-        return labels, exc
+        return key, exc
 
 
 def _first_of_each(series: np.ndarray, timestamp: np.ndarray, kept: np.ndarray, outcome: Outcome) -> np.ndarray:

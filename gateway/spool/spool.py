@@ -58,6 +58,8 @@ from telemetry_gateway.gateway.batch import Batch, Provenance, table_named
 from telemetry_gateway.gateway.spool.records import DATA, DONE, INTENT, Damage, Record, encode, scan
 
 log = logging.getLogger(__name__)
+# On the spool thread itself: with use_threads, Arrow hands compression to its CPU pool, which cost
+# twice the CPU (measured on 2000-point batches: 1.12 against 0.60 us per point, spool alone).
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4", use_threads=False)
 _IPC_PLAIN = pa.ipc.IpcWriteOptions()
 # LZ4 costs per buffer: measured on OTLP points, 0.35 ms for a 100-point batch (8x the plain write) for

@@ -125,6 +125,10 @@ HOSTILE = {
         + series(label(b"__name__", b"rpc_seconds_bucket"), label(b"le", b"+Inf"), sample(4.0))
         + series(label(b"__name__", b"gc_seconds_count"), sample(9.0))
         + series(label(b"__name__", b"gc_seconds"), label(b"quantile", b"0.5"), sample(0.1))),
+    "labels between samples": series(label(b"__name__", b"up"), sample(), label(b"job", b"api"), sample(2.0, NOW_MS - 1)),
+    "a label length in a padded varint": series(label(b"__name__", b"up"), key(1, 2) + b"\x8a\x00" + ld(1, b"job") + ld(2, b"api"),
+                                                sample()),
+    "a label value over 127 bytes": series(label(b"__name__", b"up"), label(b"long", b"v" * 300), label(b"job", b"a"), sample()),
     "metadata beside samples": ld(3, key(1, 0) + varint(1) + ld(2, b"up") + ld(4, b"Up.")) + series(UP, sample()),
 }
 
@@ -132,6 +136,21 @@ HOSTILE = {
 @pytest.mark.parametrize("name", HOSTILE)
 def test_hand_encoded_requests_give_the_same_rows(name):
     Tenant().assert_same(HOSTILE[name])
+
+
+def test_labels_that_sit_together_are_taken_as_one_slice_of_the_request():
+    raw = (series(UP, sample()) + series(label(b"__name__", b"up"), label(b"long", b"v" * 300), sample())
+           + HOSTILE["labels between samples"] + HOSTILE["a label length in a padded varint"] + series(sample()))
+    w = remote_write._walk(raw)
+    framing = remote_write._Framing(raw, w)
+    one_slice = []
+    for j in range(len(w.samples)):
+        first, count = int(w.label_first[j]), int(w.label_count[j])
+        spans = zip(w.label_offset[first:first + count].tolist(), w.label_len[first:first + count].tolist())
+        assert framing(j) == b"".join(b"\x0a" + varint(n) + raw[at:at + n] for at, n in spans)
+        one_slice.append(count > 0 and framing.gaps[first + count - 1] == framing.gaps[first]
+                         and raw[framing.starts[first]] == 0x0a)
+    assert one_slice == [True, True, False, False, False]
 
 
 def test_a_family_typed_later_retypes_series_the_walk_cache_knows():

@@ -63,7 +63,8 @@ class PrometheusMetadata:
         self.families: dict[str, FamilyInfo] = dict(families or {})
         self.changed = False  # since the families were last saved (`gateway.pipeline` keeps them across restarts)
         self._max = max_families
-        self.series: dict[tuple[bytes, ...], tuple[str, dict[str, str]]] = {}
+        # By a series' raw Label encodings (the Python walk) or by the compiled walker's 16-byte key.
+        self.series: dict[tuple[bytes, ...] | bytes, tuple[str, dict[str, str]]] = {}
         self._max_series = max_series
         self.version = 0  # bumped whenever a family's metadata changes: what series worked out from it is stale
         self.walk_cache: _WalkCache | None = None

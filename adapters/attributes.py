@@ -244,7 +244,7 @@ class AttributeSets:
         if found is not None:
             return found
         keys, values = zip(*key[1:]) if len(key) > 1 else ((), ())
-        if not all(type(x) is str for x in keys + values):
+        if not {str}.issuperset(map(type, keys + values)):
             # One non-text value would break every later batch built from this shared registry.
             return self.id_of_labels({str(k): str(v) for k, v in labels.items()})
         new = len(self.keys)

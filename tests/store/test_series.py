@@ -69,3 +69,39 @@ def test_a_reopened_store_knows_its_series(make_store):
     assert len(again.series.known) == 3
     again.insert_group(POINTS, points(hosts=("a", "b", "c", "d")), "d" * 32)
     assert [r["host"] for r in catalog(again)] == ["a", "b", "c", "d"]
+
+
+def test_the_catalog_judges_each_series_by_its_own_newest_metadata(monkeypatch):
+    """Without a store: the digests of a group's rows are the ones `prime` computes from stored
+    rows, with mixed metrics, a null and combined codes renumbered on the way."""
+    import pyarrow as pa
+
+    from telemetry_gateway.gateway.store import series as catalog_module
+
+    monkeypatch.setattr(catalog_module, "_CODE_BOUND", 4)  # renumber after every column
+    ids = pa.array([5, 6, 7, 5, 8], pa.uint64())
+    meta = {"metric_name": ["a", "b", "b", "a", "c"], "description": ["", "", "", "new", None],
+            "unit": ["1", "1", "1", "1", "By"], "kind": ["sum", "sum", "sum", "sum", "gauge"],
+            "temporality": ["cumulative"] * 4 + ["unspecified"], "is_monotonic": [True, True, True, True, False]}
+    rows = pa.table({"series_id": ids, **meta})
+    newest = {5: 3, 6: 1, 7: 2, 8: 4}
+    stored = [(sid, *(meta[name][row] for name in catalog_module.METADATA)) for sid, row in newest.items()]
+    digests = catalog_module._metadata_digests(rows.select(list(catalog_module.METADATA)))
+    assert digests.tolist() == [hash(tuple(meta[n][r] for n in catalog_module.METADATA)) for r in range(5)]
+    unique, last = catalog_module._last_of_each(rows.column("series_id"))
+    assert dict(zip(unique.tolist(), last.tolist())) == newest
+
+
+def test_a_primed_catalog_writes_only_the_series_whose_metadata_the_store_lacks():
+    from telemetry_gateway.gateway.store.series import METADATA, SeriesCatalog
+
+    group = points("Now described.", hosts=("a", "b", "c"))
+    as_stored = group.select(["series_id", *METADATA]).to_pylist()
+    rows = {r["series_id"]: tuple(r.values()) for r in as_stored}  # one per series, as `series FINAL` holds them
+    cat = SeriesCatalog()
+    cat.prime(list(rows.values()))
+    assert cat.changes(group) is None
+    older = next(iter(rows))
+    cat.prime([(older, "cpu.usage", "", "1", "gauge", "unspecified", False)])
+    series_rows, fresh = cat.changes(group)
+    assert list(fresh) == [older] and series_rows.column("series_id").to_pylist() == [older]

@@ -33,6 +33,63 @@ def stale_marker() -> float:
     return struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
 
 
+class SeriesTable:
+    """Registered series' fields (`PointRows.series_info_of`), also kept as columns, so that the points
+    of known series become columns by taking rows, without a Python step per series. A cache that
+    outlives requests (remote write's walk cache) keeps one; a request's own starts empty."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple] = []
+        self._text: list[pa.Array] = [pa.array([], pa.string()) for _ in PointRows.TEXT]
+        self._numbers = np.zeros((0, 4), np.uint64)  # is_monotonic, attributes id, resource id, name hash
+        self._names: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def append(self, info: tuple) -> int:
+        self.entries.append(info)
+        return len(self.entries) - 1
+
+    def extend(self, infos) -> None:
+        self.entries.extend(infos)
+
+    def columns(self, index: np.ndarray) -> tuple[list[pa.Array], np.ndarray]:
+        """(the TEXT columns, the numbers as rows) of the entries at `index`."""
+        compacted = len(self._numbers)
+        pending = len(self.entries) - compacted
+        if pending and pending >= max(1024, compacted // 2):
+            self._compact(compacted)
+            compacted = len(self._numbers)
+        if not len(index) or index.max() < compacted:
+            at = pa.array(index)
+            return [column.take(at) for column in self._text], self._numbers[index]
+        unique, inverse = np.unique(index, return_inverse=True)
+        old, new = unique[unique < compacted], unique[unique >= compacted].tolist()
+        text, numbers = self._build(new)
+        at, inverse = pa.array(old), pa.array(inverse.ravel())
+        text = [pa.concat_arrays([column.take(at), fresh]).take(inverse) for column, fresh in zip(self._text, text)]
+        return text, np.concatenate([self._numbers[old], numbers])[inverse.to_numpy()]
+
+    def _compact(self, compacted: int) -> None:
+        text, numbers = self._build(range(compacted, len(self.entries)))
+        self._text = [pa.concat_arrays([old, fresh]) for old, fresh in zip(self._text, text)]
+        self._numbers = np.concatenate([self._numbers, numbers])
+
+    def _build(self, positions) -> tuple[list[pa.Array], np.ndarray]:
+        fields = list(zip(*map(self.entries.__getitem__, positions))) or [()] * 10
+        text = [pa.array(fields[i], pa.string()) for i in range(len(PointRows.TEXT))]
+        names = self._names
+        for name in set(fields[0]).difference(names):
+            names[name] = text_hash(name)
+        numbers = np.empty((len(fields[0]), 4), np.uint64)
+        numbers[:, 0] = np.asarray(fields[7], bool)
+        numbers[:, 1] = np.asarray(fields[8], np.int64)
+        numbers[:, 2] = np.asarray(fields[9], np.int64)
+        numbers[:, 3] = np.fromiter(map(names.__getitem__, fields[0]), np.uint64, len(fields[0]))
+        return text, numbers
+
+
 class PointRows:
     """Append points one by one; `finish` turns them into a checked Arrow table."""
 
@@ -42,8 +99,9 @@ class PointRows:
         # The tenant's registry: a series' labels are sorted and hashed once, not once per batch.
         self.labels = sets
         self.labels.begin()
-        # Points of known series, appended cheaply (value, time) and expanded in finish().
-        self.series_info: list[tuple] = []
+        # Points of known series, appended cheaply (value, time) and expanded in finish(). A caller
+        # with series registered across requests may swap in its own table before adding points.
+        self.series = SeriesTable()
         self.light: dict[str, list] = {"series": [], "time": [], "value": [], "stale": []}
         self.cols: dict[str, list] = {name: [] for name in (
             "time", "start_time", "value", "is_monotonic", "point_flags", "count", "sum", "min", "max",
@@ -65,8 +123,7 @@ class PointRows:
 
     def add_series(self, info: tuple) -> int:
         """Register a series for `value()`, its label sets already in `self.labels`; returns its handle."""
-        self.series_info.append(info)
-        return len(self.series_info) - 1
+        return self.series.append(info)
 
     def value(self, series: int, time_ns: int, value: float, stale: bool = False) -> None:
         """A gauge or sum point of a registered series: the hot path of text sources."""
@@ -91,7 +148,7 @@ class PointRows:
         if not k:
             return
         index = np.asarray(light["series"], np.int64)
-        info = list(zip(*self.series_info))
+        info = list(zip(*self.series.entries))
         c = self.cols
         for position, column in enumerate(self.TEXT):
             c[column].extend(np.asarray(info[position], object)[index].tolist())
@@ -171,18 +228,14 @@ class PointRows:
         return columns, times(c["time"]), names, self.attrs, self.resources
 
     def _light_columns(self) -> tuple:
-        """`_columns` of `light` points without a Python object per point and column: each series'
-        fields are built once and taken per point."""
+        """`_columns` of `light` points without a Python object per point or series: each point
+        takes its series' fields from the series table's columns."""
         light = self.light
-        used, per_point = np.unique(np.asarray(light["series"], np.int64), return_inverse=True)
-        per_point = per_point.ravel()
-        take = pa.array(per_point)
-        fields = list(zip(*(self.series_info[i] for i in used.tolist())))
-        k = len(per_point)
+        text, numbers = self.series.columns(np.asarray(light["series"], np.int64))
+        k = len(numbers)
         columns = {"start_time": time_array(np.zeros(k, np.uint64))}
-        for position, name in enumerate(self.TEXT):
-            columns[name] = pa.array(fields[position], SCHEMA.field(name).type).take(take)
-        columns["is_monotonic"] = pa.array(np.asarray(fields[7], bool)[per_point])
+        columns.update(zip(self.TEXT, text))
+        columns["is_monotonic"] = pa.array(numbers[:, 0].astype(bool))
         columns["value"] = pa.array(np.asarray(light["value"], np.float64))
         stale = np.asarray(light["stale"], bool)
         columns["point_flags"] = pa.array(np.where(stale, NO_RECORDED_VALUE, 0).astype(np.uint32))
@@ -193,10 +246,9 @@ class PointRows:
         for name in ("bucket_bounds", "bucket_counts", "quantiles", "quantile_values", "exemplar_trace_ids"):
             kind = SCHEMA.field(name).type
             columns[name] = pa.ListArray.from_arrays(empty, pa.array([], kind.value_type), type=kind)
-        hashed = {name: text_hash(name) for name in set(fields[0])}
-        names = np.fromiter(map(hashed.__getitem__, fields[0]), np.uint64, len(fields[0]))[per_point]
-        attrs = np.asarray(fields[8], np.int64)[per_point]
-        resources = np.asarray(fields[9], np.int64)[per_point]
+        names = numbers[:, 3].copy()
+        attrs = numbers[:, 1].astype(np.int64)
+        resources = numbers[:, 2].astype(np.int64)
         time_ns = times(light["time"])
         self.light = {"series": [], "time": [], "value": [], "stale": []}
         return columns, time_ns, names, attrs, resources

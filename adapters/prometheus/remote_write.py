@@ -25,7 +25,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from telemetry_gateway.adapters.base import AdaptResult, Outcome
-from telemetry_gateway.adapters.points import STALE_NAN_BITS, PointRows, is_stale_marker
+from telemetry_gateway.adapters.points import STALE_NAN_BITS, PointRows, SeriesTable, is_stale_marker
 from telemetry_gateway.adapters.prometheus.families import FamilyInfo, known_family, prepared_series, series_handle
 from telemetry_gateway.adapters.attributes import AttributeLimits, AttributeSets, InvalidAttributes, SetIndex, varint
 from telemetry_gateway.adapters.prometheus.prompb import METRIC_TYPES, LabelList, WriteRequest
@@ -258,13 +258,13 @@ class _WalkCache:
     def __init__(self, stamp: tuple) -> None:
         self.stamp = stamp
         self.index = SetIndex()
-        self.entries: list[tuple] = []  # what `PointRows.add_series` takes, per series
+        self.series = SeriesTable()  # what `PointRows.add_series` takes, per series, also as columns
 
 
 def _walk_cache(metadata: PrometheusMetadata, sets: AttributeSets) -> _WalkCache:
     stamp = (id(sets), sets.generation, metadata.version)
     cache = metadata.walk_cache
-    if cache is None or cache.stamp != stamp or len(cache.entries) >= _WalkCache.MAX:
+    if cache is None or cache.stamp != stamp or len(cache.series) >= _WalkCache.MAX:
         cache = metadata.walk_cache = _WalkCache(stamp)
     return cache
 
@@ -281,14 +281,11 @@ def _adapt_walked(request, raw: bytes, w: _Walked, metadata: PrometheusMetadata,
     per_sample = np.repeat(ids, w.samples)
     kept = per_sample >= 0
     kept &= _first_of_each(per_sample, w.timestamp, kept, outcome)
-    cache = metadata.walk_cache
-    distinct, handles = np.unique(per_sample[kept], return_inverse=True)
-    base = len(rows.series_info)
-    rows.series_info.extend(map(cache.entries.__getitem__, distinct.tolist()))  # `add_series` for each
+    rows.series = metadata.walk_cache.series  # the ids are its entries
     value = w.value[kept].copy()
     stale = value.view(np.uint64) == STALE_NAN_BITS
     value[stale] = math.nan
-    rows.values(handles.ravel() + base, w.timestamp[kept] * 1_000_000, value, stale)
+    rows.values(per_sample[kept], w.timestamp[kept] * 1_000_000, value, stale)
     return AdaptResult([rows.finish()], outcome)
 
 
@@ -320,8 +317,7 @@ def _series_ids(raw: bytes, w: _Walked, metadata: PrometheusMetadata, sets: Attr
         if entry is None:
             name, label_map = got
             info = infos[name] if name in infos else infos.setdefault(name, known_family(name, metadata.lookup))
-            entry = len(cache.entries)
-            cache.entries.append(prepared_series(sets, key, name, label_map, metadata.lookup, sets.names, info))
+            entry = cache.series.append(prepared_series(sets, key, name, label_map, metadata.lookup, sets.names, info))
             cache.index[key] = entry
         ids[j] = entry
     return ids

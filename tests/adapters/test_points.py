@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from telemetry_gateway.adapters.attributes import AttributeSets
-from telemetry_gateway.adapters.points import PointRows, stale_marker
+from telemetry_gateway.adapters.points import PointRows, SeriesTable, stale_marker
 from tests.adapters.otlp.helpers import context, finalized
 from tests.adapters.otlp.test_native import plain
 
@@ -48,3 +48,27 @@ def test_points_of_registered_series_give_the_same_rows_either_way():
     assert plain(built.table.to_pylist()) == plain(reference.table.to_pylist())
     assert built.table.column("point_flags").to_pylist().count(1) == 1
     assert "cardinality_overflow" in built.table.column("quality_flags").to_pylist()[2]
+
+
+def test_a_series_table_kept_across_requests_gives_the_same_rows_as_each_request_alone():
+    """The walk cache's table: entries not yet in its columns, entries in them, and both in one request."""
+    sets, table = AttributeSets(), SeriesTable()
+    ctx = context(NOW_NS + 10**9, source_kind="remote_write")
+    for request, new in enumerate((700, 700, 300)):
+        light = PointRows(sets)
+        light.series = table
+        for i in range(new):
+            light.add_series(PointRows.series_info_of(
+                name=f"m{i % 7}", kind="sum" if i % 3 else "gauge", monotonic=i % 3 == 1, unit="s" if i % 2 else "",
+                attributes_id=sets.id_of_labels({"i": str(len(table))}), resource_id=sets.id_of_labels({"r": str(i % 5)})))
+        general = PointRows(sets)
+        general.series.extend(table.entries)
+        handles = [h for h in range(0, len(table), 3)] + [len(table) - 1, 0]
+        for rows in (light, general):
+            for j, handle in enumerate(handles):
+                rows.value(handle, NOW_NS - j * 10**6, float(j))
+        general._materialize()
+        built, reference = finalized(light.finish(), ctx), finalized(general.finish(), ctx)
+        assert built.table.schema == reference.table.schema
+        assert plain(built.table.to_pylist()) == plain(reference.table.to_pylist()), f"request {request}"
+    assert len(table._numbers) == 1400  # the second request's growth was made columns; the third's not yet

@@ -66,7 +66,7 @@ def test_load_payloads_give_the_same_rows_and_series_seen_before_are_found_by_ke
     for raw in bodies + bodies[:1]:
         tenant.assert_same(raw)
     cache = tenant.native[0].walk_cache
-    assert len(cache.entries) == 700 and len(cache.index) == 700
+    assert len(cache.series) == 700 and len(cache.index) == 700
 
 
 # -- hand-encoded requests --------------------------------------------------------------------

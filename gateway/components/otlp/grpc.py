@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
+HTTP2_MAX_FRAME = (1 << 24) - 1  # the largest RFC 9113 allows
 
 SERVICES = {
     "metrics": "opentelemetry.proto.collector.metrics.v1.MetricsService",
@@ -67,7 +68,10 @@ class OtlpGrpcReceiver:
                      ("grpc.max_allowed_incoming_connections", c.max_connections),
                      ("grpc.server_handshake_timeout_ms", int(c.request_timeout * 1000)),
                      ("grpc.max_connection_idle_ms", int(c.idle_timeout * 1000)),
-                     ("grpc.max_concurrent_streams", 100)],
+                     ("grpc.max_concurrent_streams", 100),
+                     # Let clients send a message in a few large HTTP/2 frames rather than 16 KiB ones: the
+                     # frames' handling was a third of the server's own CPU on 2000-point requests.
+                     ("grpc.http2.max_frame_size", HTTP2_MAX_FRAME)],
             maximum_concurrent_rpcs=c.max_connections,
         )
         handlers = [

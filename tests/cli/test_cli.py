@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -153,3 +154,21 @@ def test_sql_through_a_running_gateway_loads_neither_the_pipeline_nor_the_engine
     assert result.returncode == 0, result.stderr
     assert result.stdout == "42\n"
     assert result.stderr.strip() == "[]"
+
+
+@pytest.mark.parametrize("asked", ["", "system"])
+def test_serve_takes_arrow_memory_from_jemalloc_unless_told_otherwise(asked):
+    """In a fresh process, as `serve` starts: the pool Arrow's batches come from."""
+    import pyarrow as pa
+
+    try:
+        pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        pytest.skip("this pyarrow has no jemalloc")
+    code = ("from telemetry_gateway.gateway.cli import _arrow_pool; _arrow_pool(); "
+            "import pyarrow as pa; print(pa.default_memory_pool().backend_name)")
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if asked:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = asked
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=True).stdout
+    assert out.strip() == (asked or "jemalloc")

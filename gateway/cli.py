@@ -62,6 +62,7 @@ def serve_command(config_path: Path | None) -> None:
     _raise_file_limit()
     _tune_gc()
     _arrow_pool()
+    _keep_freed_memory()
     try:
         asyncio.run(serve(config))
     except DataDirInUse as exc:
@@ -97,6 +98,22 @@ def _arrow_pool() -> None:
         pa.set_memory_pool(pa.jemalloc_memory_pool())
     except NotImplementedError:  # a pyarrow built without jemalloc keeps its default
         pass
+
+
+def _keep_freed_memory() -> bool:
+    """glibc's malloc hands blocks from 128 KiB up (a batch's numpy arrays and Python buffers)
+    straight to mmap and unmaps them when freed, so each request faulted its pages in again: 6 % of
+    the gateway's CPU in page faults under load after `_arrow_pool`. Keeping blocks up to 32 MiB in
+    the heap, and up to 256 MiB free at its top, measured 5.5 -> 5.15-5.4 CPU-s per million points
+    on OTLP/HTTP, 5.6 -> 5.5 on remote write. True when the C library took both settings."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # this process's C library; not every one has it
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 256 << 20))
 
 
 def _raise_file_limit() -> None:

@@ -172,3 +172,13 @@ def test_serve_takes_arrow_memory_from_jemalloc_unless_told_otherwise(asked):
         env["ARROW_DEFAULT_MEMORY_POOL"] = asked
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=True).stdout
     assert out.strip() == (asked or "jemalloc")
+
+
+def test_serve_keeps_freed_blocks_in_the_heap_where_the_c_library_allows():
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("the settings are glibc's")
+    code = "from telemetry_gateway.gateway.cli import _keep_freed_memory; print(_keep_freed_memory())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert out.strip() == "True"  # in a fresh process, as `serve` starts: not this one's allocator

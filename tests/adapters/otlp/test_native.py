@@ -35,12 +35,15 @@ def plain(value):
 
 
 def adapted_both(raw: bytes, python_sets: AttributeSets | None = None, native_sets: AttributeSets | None = None):
+    """The Python walk over the full parse, and the gateway's own path: the shallow parse, whose
+    gauge and sum points stay encoded, with the walker's columns."""
     python_sets, native_sets = python_sets or AttributeSets(), native_sets or AttributeSets()
     reference = finalized(metrics._adapt(decode_request(raw), python_sets, None), CTX)
-    numbers = metrics._native_numbers(native_sets, raw)
-    assert numbers is not None, "the compiled walker did not read this request"
+    received = metrics.decode_received(raw)
+    assert received.walked is not None, "the compiled walker did not read this request"
+    numbers = metrics._NativeNumbers(native_sets, raw, received.walked)
     # _adapt raises NativeMismatch where the two disagree on the request's shape.
-    native = finalized(metrics._adapt(decode_request(raw), native_sets, numbers), CTX)
+    native = finalized(metrics._adapt(received.message, native_sets, numbers), CTX)
     return reference, native
 
 
@@ -95,14 +98,12 @@ def test_mutated_requests_give_the_same_rows_or_the_same_refusal(data):
     try:
         decode_request(raw)
     except DecodeError:
-        # Refused before any walk. The walker reads less than the parser checks (it skips
-        # histograms, resources): it may read these bytes, or refuse them with ValueError only.
-        try:
-            metrics.native_number_points(raw)
-        except ValueError:
-            pass
+        # Refused before any walk, and by the gateway's own decoding too: the shallow parse does
+        # not read gauge and sum points, the walker must refuse what the full parse refuses there.
+        with pytest.raises(DecodeError):
+            metrics.decode_received(raw)
         return
-    if metrics._native_numbers(AttributeSets(), raw) is None:
+    if metrics.decode_received(raw).walked is None:
         return  # read by the Python walk alone (a group in an unknown field)
     assert_same(raw)
 
@@ -171,6 +172,8 @@ HOSTILE = {
     "metric names empty or not UTF-8": request(
         ld(GAUGE, point(double(4, 1.0))), ld(1, b"\xff") + ld(GAUGE, point(double(4, 1.0))), NAME + ld(GAUGE, point(double(4, 2.0)))),
     "a metric with no data": request(NAME, NAME + ld(SUM, point(double(4, -1.0)) + key(3, 0) + varint(1))),
+    "exemplars, which the walker checks but does not read": request(NAME + ld(GAUGE, point(
+        double(4, 1.0), ld(5, fixed(2, NOW) + double(3, 2.0) + ld(4, b"12345678") + ld(7, attr(b"e", b"1"))), ld(5, b"")))),
 }
 
 
@@ -195,6 +198,23 @@ def test_what_the_walker_cannot_read_takes_the_python_walk():
     assert metrics._native_numbers(AttributeSets(), raw) is None
     adapted = finalized(metrics.metrics_to_arrow(decode_request(raw), AttributeSets(), raw=raw), CTX)
     assert adapted.table.column("value").to_pylist() == [1.0]
+    received = metrics.decode_received(raw)  # the gateway's path: the full parse, then the Python walk
+    assert received.walked is None
+    assert finalized(metrics.adapt_received(received, AttributeSets()), CTX).table.column("value").to_pylist() == [1.0]
+
+
+def test_a_malformed_exemplar_is_refused_as_the_full_parse_refuses_it():
+    """The shallow parse leaves gauge and sum points to the walker, which does not read exemplars
+    but must still refuse one that is not a message, where the full parse refuses the request."""
+    exemplar = key(3, 1) + b"\x01\x02"  # a fixed64 time cut short
+    raw = request(NAME + ld(GAUGE, point(double(4, 1.0), ld(5, exemplar))))
+    with pytest.raises(DecodeError):
+        decode_request(raw)
+    with pytest.raises(DecodeError):
+        metrics.decode_received(raw)
+    fine = request(NAME + ld(GAUGE, point(double(4, 1.0), ld(5, fixed(2, NOW) + double(3, 2.0) + ld(4, b"12345678")))))
+    assert metrics.decode_received(fine).walked is not None
+    assert_same(fine)
 
 
 def test_garbage_is_a_value_error():
@@ -228,8 +248,11 @@ def test_a_walker_that_disagrees_is_overruled_and_logged_once_per_thousand(monke
     monkeypatch.setattr(metrics, "native_number_points", one_point_short)
     monkeypatch.setattr(metrics, "mismatches", 0)
     expected = finalized(metrics._adapt(decode_request(raw), AttributeSets(), None), CTX)
-    for _ in range(1001):
+    for _ in range(1000):
         adapted = finalized(metrics.metrics_to_arrow(decode_request(raw), AttributeSets(), raw=raw), CTX)
     assert plain(adapted.table.to_pylist()) == plain(expected.table.to_pylist()) and adapted.table.num_rows == 20
+    # The gateway's path: the shallow parse is replaced by the full one for the Python walk.
+    adapted = finalized(metrics.adapt_received(metrics.decode_received(raw), AttributeSets()), CTX)
+    assert plain(adapted.table.to_pylist()) == plain(expected.table.to_pylist())
     assert metrics.mismatches == 1001
     assert [r.getMessage()[:50] for r in caplog.records] == ["the compiled OTLP walker disagreed with the parsed"] * 2

@@ -42,6 +42,7 @@ const NUMBERS_DATA_POINTS: u32 = 1;
 const POINT_START_TIME: u32 = 2;
 const POINT_TIME: u32 = 3;
 const POINT_AS_DOUBLE: u32 = 4;
+const POINT_EXEMPLARS: u32 = 5;
 const POINT_AS_INT: u32 = 6;
 const POINT_ATTRIBUTES: u32 = 7;
 const POINT_FLAGS: u32 = 8;
@@ -231,6 +232,7 @@ fn point(mut r: Reader, out: &mut Points, keys: &Keys) -> Result<(), Malformed> 
             (POINT_AS_DOUBLE, FIXED64) => value = Some(f64::from_bits(r.fixed64()?)),
             (POINT_AS_INT, FIXED64) => value = Some(r.fixed64()? as i64 as f64),
             (POINT_FLAGS, VARINT) => flags = r.varint()? as u32, // uint32: the low 32 bits, as protobuf parsers read it
+            (POINT_EXEMPLARS, LEN) => well_formed(r.nested()?)?,
             (POINT_ATTRIBUTES, LEN) => {
                 let (at, body) = r.delimited()?;
                 out.kv_offset.push(at as u32);
@@ -250,6 +252,16 @@ fn point(mut r: Reader, out: &mut Points, keys: &Keys) -> Result<(), Malformed> 
     out.hash.extend([both.h1, both.h2]);
     out.kv_first.push(first_kv as u32);
     out.kv_count.push((out.kv_offset.len() - first_kv) as u32);
+    Ok(())
+}
+
+/// An exemplar is not read, but the request is refused when one is not a well-formed message, as
+/// the full parse refuses it (its fields are scalars and bytes in the lenient classes: nothing deeper).
+fn well_formed(mut r: Reader) -> Result<(), Malformed> {
+    while r.more() {
+        let (_, wire) = r.tag()?;
+        r.skip(wire)?;
+    }
     Ok(())
 }
 

@@ -51,9 +51,6 @@ class SeriesTable:
         self.entries.append(info)
         return len(self.entries) - 1
 
-    def extend(self, infos) -> None:
-        self.entries.extend(infos)
-
     def columns(self, index: np.ndarray) -> tuple[list[pa.Array], np.ndarray]:
         """(the TEXT columns, the numbers as rows) of the entries at `index`."""
         compacted = len(self._numbers)

@@ -69,11 +69,8 @@ def decode_received(payload: bytes) -> Received:
 def adapt_received(received: Received, sets: AttributeSets) -> AdaptResult:
     if received.walked is None:
         return _adapt(received.message, sets, None)
-    try:
-        return _adapt(received.message, sets, _NativeNumbers(sets, received.raw, received.walked))
-    except NativeMismatch as exc:
-        _count_mismatch(exc)
-        return _adapt(decode_request(received.raw), sets, None)
+    numbers = _NativeNumbers(sets, received.raw, received.walked)
+    return _adapt_native(received.message, sets, numbers, lambda: decode_request(received.raw))
 
 
 class _Metas:
@@ -419,19 +416,21 @@ def metrics_to_arrow(request, sets: AttributeSets, raw: bytes | None = None) -> 
     numbers = _native_numbers(sets, raw)
     if numbers is None:
         return _adapt(request, sets, None)
+    return _adapt_native(request, sets, numbers, lambda: request)
+
+
+def _adapt_native(message, sets: AttributeSets, numbers: _NativeNumbers, full) -> AdaptResult:
+    """`_adapt` with the walker's points; where the walker and `message` disagree, the Python walk
+    over `full()`, the fully parsed request."""
     try:
-        return _adapt(request, sets, numbers)
+        return _adapt(message, sets, numbers)
     except NativeMismatch as exc:
-        _count_mismatch(exc)
-        return _adapt(request, sets, None)
-
-
-def _count_mismatch(exc: NativeMismatch) -> None:
-    global mismatches
-    mismatches += 1
-    if mismatches % 1000 == 1:  # a sender repeating such a request must not flood the log
-        log.warning("the compiled OTLP walker disagreed with the parsed request (%s; %d so far); adapted in "
-                    "Python", exc, mismatches)
+        global mismatches
+        mismatches += 1
+        if mismatches % 1000 == 1:  # a sender repeating such a request must not flood the log
+            log.warning("the compiled OTLP walker disagreed with the parsed request (%s; %d so far); adapted in "
+                        "Python", exc, mismatches)
+        return _adapt(full(), sets, None)
 
 
 def _native_numbers(sets: AttributeSets, raw: bytes | None) -> _NativeNumbers | None:

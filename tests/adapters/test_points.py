@@ -62,7 +62,7 @@ def test_a_series_table_kept_across_requests_gives_the_same_rows_as_each_request
                 name=f"m{i % 7}", kind="sum" if i % 3 else "gauge", monotonic=i % 3 == 1, unit="s" if i % 2 else "",
                 attributes_id=sets.id_of_labels({"i": str(len(table))}), resource_id=sets.id_of_labels({"r": str(i % 5)})))
         general = PointRows(sets)
-        general.series.extend(table.entries)
+        general.series.entries.extend(table.entries)
         handles = [h for h in range(0, len(table), 3)] + [len(table) - 1, 0]
         for rows in (light, general):
             for j, handle in enumerate(handles):

@@ -108,7 +108,7 @@ def main() -> None:
             points += group.num_rows
         print(f"{points:,} points ({args.series:,} counters every {STEP_S}s over a day) "
               f"inserted in {time.perf_counter() - started:.0f}s")
-        narrow = bytes_of(new, [t.name for t in LAYOUT_TABLES] + ["series", "metric_batches"])
+        narrow = bytes_of(new, [t.name for t in LAYOUT_TABLES] + ["series"])
         samples = bytes_of(new, ["samples"])
         wide = bytes_of(old, ["metric_points"])
         print(f"{'new layout, all tables':34s} {narrow / points:6.1f} bytes per point (target 15)")

@@ -62,7 +62,7 @@ def fill(store: EmbeddedStore, series: int, step_s: int) -> int:
         "if(number % 2 = 0, 50 + number % 7, number % 3), 0, NULL, [], [], concat('svc-', toString(r % 20)), "
         "map('service.name', concat('svc-', toString(r % 20))), "
         "map('operation', concat('/op/', toString(r % 10)), 'status_class', ['2xx', '4xx', '5xx'][1 + r % 3]), "
-        "'apm', 'default', 'default', 'bench-red', cityHash64(number % 2, r) "
+        "'apm', 'default', 'default', 'bench', cityHash64(number % 2, r) "
         "FROM (SELECT number, intDiv(number % 1200, 2) AS r FROM numbers(360 * 1200))"
     )
     histograms = (
@@ -73,7 +73,7 @@ def fill(store: EmbeddedStore, series: int, step_s: int) -> int:
         "[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], "
         "[5, 10, 20, 25, 20, 10, 5, 3, 1, 1, number % 2], concat('svc-', toString(h % 20)), "
         "map('service.name', concat('svc-', toString(h % 20))), map('route', concat('/r/', toString(h % 50))), "
-        "'otlp', 'default', 'default', 'bench-histograms', cityHash64('h', h) "
+        "'otlp', 'default', 'default', 'bench', cityHash64('h', h) "
         f"FROM (SELECT number, number % 1000 AS h FROM numbers({1000 * points_per_series}))"
     )
     for statement in (gauges, red, histograms):
@@ -143,7 +143,7 @@ def main() -> None:
         started = time.perf_counter()
         store.migrate()
         print(f"migrated to the current layout in {time.perf_counter() - started:.0f}s")
-        stored = tuple(t.name for t in LAYOUT_TABLES) + ("series", "metric_batches")
+        stored = tuple(t.name for t in LAYOUT_TABLES) + ("series",)
         for table in stored:
             store.execute(f"OPTIMIZE TABLE {DB}.{table} FINAL")
         new = run(store, series_id)

@@ -37,31 +37,22 @@ def quote(text: str) -> str:
 
 def create_table(database: str, table: Table, version: int = 1, engine: str | None = None) -> str:
     """CREATE TABLE as of a schema version; `engine` replaces the table's (a Replicated one on clusters)."""
-    body = ",\n    ".join([column_sql(c) for c in table.sent_columns(version)] + list(table.indexes))
+    cols = [c for c in table.columns if c.since <= version]
+    body = ",\n    ".join([column_sql(c) for c in cols] + list(table.indexes))
     settings = ", ".join(TABLE_SETTINGS + table.settings)
     return (
         f"CREATE TABLE IF NOT EXISTS {ident(database)}.{ident(table.name)}\n(\n    {body}\n)\n"
-        f"ENGINE = {engine or table.engine}\nPARTITION BY {table.partition_by}\nORDER BY {table.order_by_at(version)}\n"
+        f"ENGINE = {engine or table.engine}\nPARTITION BY {table.partition_by}\nORDER BY {table.order_by}\n"
         f"SETTINGS {settings}\nCOMMENT {quote(table.doc)}"
     )
 
 
 def add_columns(database: str, table: Table, version: int) -> list[str]:
-    """The columns `version` adds; when it also extends the sort key with them, one statement does both
-    (ClickHouse lets a sort key grow only by columns added in the same ALTER)."""
-    added = [f"ADD COLUMN IF NOT EXISTS {column_sql(c)}" for c in table.columns if c.since == version]
-    if not added:
-        return []
-    if table.rekeyed == version:
-        added.append(f"MODIFY ORDER BY {table.order_by}")
-    return [f"ALTER TABLE {ident(database)}.{ident(table.name)} " + ", ".join(added)]
-
-
-def drop_columns(database: str, table: Table, version: int) -> list[str]:
-    dropped = [f"DROP COLUMN IF EXISTS {ident(c.name)}" for c in table.columns if c.dropped == version]
-    if not dropped:
-        return []
-    return [f"ALTER TABLE {ident(database)}.{ident(table.name)} {', '.join(dropped)} SETTINGS mutations_sync = 1"]
+    return [
+        f"ALTER TABLE {ident(database)}.{ident(table.name)} ADD COLUMN IF NOT EXISTS {column_sql(c)}"
+        for c in table.columns
+        if c.since == version
+    ]
 
 
 def modify_columns(database: str, table: Table, version: int) -> list[str]:
@@ -82,9 +73,6 @@ def set_retention(database: str, table: Table, days: int) -> str:
     return f"ALTER TABLE {target} MODIFY TTL toDateTime({ident(table.ttl_column)}) + INTERVAL {int(days)} DAY"
 
 
-def create_view(database: str, view: View, version: int | None = None) -> str:
-    """The view as of a schema version (the latest when None); at the version that revised it, the
-    statement replaces the old one."""
-    query = (view.query if version is None else view.query_at(version)).replace("{db}", ident(database))
-    head = "CREATE OR REPLACE VIEW" if version is not None and version == view.revised else "CREATE VIEW IF NOT EXISTS"
-    return f"{head} {ident(database)}.{ident(view.name)} AS {query} COMMENT {quote(view.doc)}"
+def create_view(database: str, view: View) -> str:
+    query = view.query.replace("{db}", ident(database))
+    return f"CREATE VIEW IF NOT EXISTS {ident(database)}.{ident(view.name)} AS {query} COMMENT {quote(view.doc)}"

@@ -6,12 +6,9 @@ is newer than this code knows: running old code against a newer schema could
 write rows the newer readers misinterpret.
 
 Migration N creates the tables and views with `since == N`, adds the columns
-with `since == N` to older tables (growing a sort key with them where
-`rekeyed == N`), changes the stored type of columns with `retyped == N`,
-moves the rows of a table with `retired == N` into what replaces it
-(`schema.layout`), then drops it, drops the columns with `dropped == N` once
-their values are kept elsewhere (`layout.meta_statements`), and replaces the
-views with `revised == N`. A step
+with `since == N` to older tables, changes the stored type of columns with
+`retyped == N`, and moves the rows of a table with
+`retired == N` into what replaces it (`schema.layout`), then drops it. A step
 is a statement, or a function of the store's `execute` where it must look
 before it acts: a move cut short by a crash runs again from the start.
 """
@@ -23,14 +20,14 @@ from typing import Callable, Union
 
 from telemetry_gateway.schema import layout
 from telemetry_gateway.schema.otel import OTEL_VIEWS
-from telemetry_gateway.schema.ddl import add_columns, create_table, create_view, drop_columns, ident, modify_columns
+from telemetry_gateway.schema.ddl import add_columns, create_table, create_view, ident, modify_columns
 from telemetry_gateway.schema.model import TABLES, VIEWS
 
 Execute = Callable[..., bytes]
 Step = Union[str, Callable[[Execute], None]]
 
 # Every table a store has held, retired ones included, in creation order.
-STORED_TABLES = TABLES + layout.LAYOUT_TABLES + (layout.METRIC_BATCHES,)
+STORED_TABLES = TABLES + layout.LAYOUT_TABLES
 ALL_VIEWS = VIEWS + (layout.POINTS_VIEW,) + OTEL_VIEWS
 
 
@@ -68,8 +65,7 @@ class MoveFailed(Exception):
 def latest_version() -> int:
     return max([t.since for t in STORED_TABLES] + [t.retired for t in STORED_TABLES]
                + [c.since for t in STORED_TABLES for c in t.columns]
-               + [c.retyped for t in STORED_TABLES for c in t.columns] + [c.dropped for t in STORED_TABLES for c in t.columns]
-               + [v.since for v in ALL_VIEWS] + [v.revised for v in ALL_VIEWS])
+               + [c.retyped for t in STORED_TABLES for c in t.columns] + [v.since for v in ALL_VIEWS])
 
 
 def migration(database: str, version: int) -> Migration:
@@ -81,18 +77,11 @@ def migration(database: str, version: int) -> Migration:
             steps.extend(add_columns(database, table, version))
             steps.extend(modify_columns(database, table, version))
     if version == layout.LAYOUT_VERSION:
-        steps.append(layout.create_by_kind(database, version))
+        steps.append(layout.create_by_kind(database))
     for table in STORED_TABLES:
         if table.retired == version:
             steps.append(_mover(database, table.name))
-    if version == layout.META_VERSION:
-        steps += layout.meta_statements(database)
-    for table in STORED_TABLES:
-        if table.since < version and not (table.retired and table.retired <= version):
-            steps.extend(drop_columns(database, table, version))
-    if version == layout.META_VERSION:
-        steps.append(layout.create_by_kind(database, version))
-    steps += [create_view(database, view, version) for view in ALL_VIEWS if version in (view.since, view.revised)]
+    steps += [create_view(database, view) for view in ALL_VIEWS if view.since == version]
     return Migration(version, tuple(steps))
 
 

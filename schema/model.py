@@ -70,14 +70,6 @@ class Column:
     fill: object = None
     # The migration that changed the column's stored type (ALTER ... MODIFY COLUMN); 0 if never.
     retyped: int = 0
-    # The migration that drops the column (its values moved elsewhere first); 0 while stored.
-    dropped: int = 0
-
-    def stored_at(self, version: int | None) -> bool:
-        """Whether a table at schema `version` (the latest when None) holds the column."""
-        if version is None:
-            return not self.dropped
-        return self.since <= version and not (self.dropped and self.dropped <= version)
 
 
 @dataclass(frozen=True)
@@ -96,9 +88,6 @@ class Table:
     engine: str = "MergeTree"
     # The migration that moves the table's rows elsewhere and drops it; 0 while it is stored.
     retired: int = 0
-    # The sort key before migration `rekeyed` extended it with columns that migration adds.
-    old_order_by: str = ""
-    rekeyed: int = 0
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -107,11 +96,8 @@ class Table:
         raise KeyError(name)
 
     def sent_columns(self, version: int | None = None) -> list[Column]:
-        """Columns a writer supplies: those stored now, or as of a schema version."""
-        return [c for c in self.columns if c.stored_at(version)]
-
-    def order_by_at(self, version: int) -> str:
-        return self.old_order_by if self.rekeyed and version < self.rekeyed else self.order_by
+        """Columns a writer supplies, optionally as of a schema version."""
+        return [c for c in self.columns if version is None or c.since <= version]
 
 
 ZSTD = "CODEC(ZSTD(1))"
@@ -287,8 +273,7 @@ SERIES = Table(
     name="series",
     doc=("One row per metric series and version of its metadata: identity, attributes, name, kind, unit and "
          "description, written when the gateway first sees a series and when its metadata changes (a Prometheus "
-         "description that arrives after the first samples). Each point names its version by `meta` (since schema "
-         "version 11); read a series' newest with argMax(..., updated)."),
+         "description that arrives after the first samples). Read the newest with FINAL or argMax(..., updated)."),
     columns=(
         Column("tenant", LABEL, "Owning tenant.", since=6),
         Column("series_id", UINT64, "The series id of its points in `metric_points`.", since=6),
@@ -307,20 +292,15 @@ SERIES = Table(
         Column("seen_time", TIME_NS,
                "Event time of the point this row describes (its series' newest in the insert that wrote it).",
                TIME_CODEC, since=6),
-        Column("updated", TIME_NS, "When the row was written; the newest per series and version wins.", TIME_CODEC,
-               since=6),
-        Column("meta", UINT64, "Key of this metadata version (description, unit, kind, temporality, is_monotonic): "
-               "the points of the version carry the same `meta`.", since=11),
+        Column("updated", TIME_NS, "When the row was written; the newest per series wins.", TIME_CODEC, since=6),
     ),
-    order_by="(tenant, metric_name, series_id, meta)",
-    old_order_by="(tenant, metric_name, series_id)",
-    rekeyed=11,
+    order_by="(tenant, metric_name, series_id)",
     partition_by="tuple()",
     ttl_column="",
     engine="ReplacingMergeTree(updated)",
     reasons=(
-        "ReplacingMergeTree(updated), keyed by series and metadata version: a series gets a new row only when its "
-        "metadata changes, and merges keep one row per version (the newest scope); FINAL gives exactly that.",
+        "ReplacingMergeTree(updated): a series gets a new row only when its metadata changes, and merges keep "
+        "the newest; readers that need exactly one row per series use FINAL.",
         "No TTL: a series written once stays described while its points are kept.",
     ),
     since=6,
@@ -367,12 +347,6 @@ class View:
     doc: str
     query: str
     since: int
-    # The migration that replaced the view's query with `query`; `old_query` is what it read before.
-    revised: int = 0
-    old_query: str = ""
-
-    def query_at(self, version: int) -> str:
-        return self.old_query if self.revised and version < self.revised else self.query
 
 
 PROMETHEUS_HISTOGRAMS = View(

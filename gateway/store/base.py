@@ -19,7 +19,7 @@ from telemetry_gateway.gateway.store.reads import ReadLimits, ReadScope, check_r
 from telemetry_gateway.gateway.store.series import SeriesCatalog, prime_query
 from telemetry_gateway.schema import POINTS, SERIES, Table
 from telemetry_gateway.schema.ddl import ident, set_retention
-from telemetry_gateway.schema.layout import META, meta_keys, split_points
+from telemetry_gateway.schema.layout import split_points
 from telemetry_gateway.schema.migrations import bookkeeping_ddl, live_tables, pending
 
 # ClickHouse error codes where retrying the same insert cannot help
@@ -102,7 +102,6 @@ class RegionStore(ABC):
             self.insert(table, rows, token)
             return
         try:
-            rows = rows.append_column(META.name, meta_keys(rows))
             changes = self.series.changes(rows)
             parts = split_points(rows)
         except (KeyError, ValueError, pa.ArrowException) as exc:

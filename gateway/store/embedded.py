@@ -128,7 +128,7 @@ class EmbeddedStore(RegionStore):
 
     def insert(self, table: Table, rows: pa.Table, token: str) -> None:
         rows = few_chunks(rows)
-        names = ", ".join(ident(name) for name in rows.column_names)
+        names = ", ".join(ident(c.name) for c in table.sent_columns())
         sql = (
             f"INSERT INTO {ident(self.database)}.{ident(table.name)} ({names}) "
             f"SETTINGS insert_deduplication_token = '{check_token(token)}' "

@@ -57,7 +57,7 @@ class ReadLimits:
 
 # Tables (and views) a scoped reader may name, by role; every one has a tenant column.
 RAW_TABLES = frozenset({"metric_points", "samples", "histogram_points", "exp_histogram_points", "summary_points",
-                        "series", "metric_batches", "prometheus_histograms", "log_records", "spans", "ingest_log"})
+                        "series", "prometheus_histograms", "log_records", "spans", "ingest_log"})
 VALIDATED_TABLES = frozenset({"metric_points", "prometheus_histograms"})
 _FLAGGED = frozenset({"metric_points"})  # tables whose rows carry quality_flags
 IN_FUNCTIONS = frozenset({"in", "notin", "globalin", "globalnotin", "nullin", "notnullin", "globalnullin",

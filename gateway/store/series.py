@@ -2,8 +2,7 @@
 
 Each group of points inserted into `metric_points` first writes a `series`
 row for every series the catalog does not know, or knows with other metadata
-(a description or unit that arrived later, a kind that changed). A version is
-keyed by `meta` (`schema.layout.meta_keys`), which every point carries. The catalog
+(a description or unit that arrived later, a kind that changed). The catalog
 is primed from the store when it opens, so a restart writes nothing again;
 it is bounded (`max_series`, 1M), and forgetting only costs a repeated row,
 which the ReplacingMergeTree folds. The series insert carries a token derived from
@@ -20,34 +19,32 @@ import pyarrow.compute as pc
 
 from telemetry_gateway.schema import SERIES, conform
 
+METADATA = ("metric_name", "description", "unit", "kind", "temporality", "is_monotonic")
 _COPIED = tuple(c.name for c in SERIES.columns if c.name not in ("seen_time", "updated"))
 
 
 class SeriesCatalog:
     def __init__(self, max_series: int = 1_000_000) -> None:
         self.max_series = max_series
-        # series id -> `meta` of the version last written: about 150 bytes a series.
+        # series id -> hash of its metadata as last written: about 150 bytes a series, where keeping
+        # the metadata itself (six fresh strings per series) cost several times that.
         self.known: dict[int, int] = {}
 
     def prime(self, rows: list[tuple]) -> None:
-        """(series_id, meta) rows, each series' newest version, as the store holds them."""
-        for series_id, meta in rows[: self.max_series]:
-            self.known[int(series_id)] = int(meta)
+        """(series_id, *METADATA) rows, the newest per series, as the store holds them."""
+        for series_id, *meta in rows[: self.max_series]:
+            self.known[int(series_id)] = hash(tuple(meta))
 
     def changes(self, points: pa.Table) -> tuple[pa.Table, dict[int, int]] | None:
-        """`series` rows for the versions (series and `meta`) in `points` the store may not describe
-        yet, and what to remember once they are stored; None when there are none."""
-        last = _last_of_each(points.column("series_id"), points.column("meta"))
-        ids = points.column("series_id").take(last).to_numpy()
-        metas = points.column("meta").take(last).to_numpy()
+        """`series` rows for the series of `points` the store does not describe yet (or describes
+        otherwise), and what to remember once they are stored; None when there are none."""
+        unique, last = _last_of_each(points.column("series_id"))
+        digests = _metadata_digests(points.select(list(METADATA)).take(last))
         known = self.known
-        wanted = np.fromiter((known.get(sid) != meta for sid, meta in zip(ids.tolist(), metas.tolist())),
-                             bool, len(last))
-        if not wanted.any():
+        fresh = {sid: digest for sid, digest in zip(unique.tolist(), digests.tolist()) if known.get(sid) != digest}
+        if not fresh:
             return None
-        chosen = np.sort(last[wanted])  # row order: a series' last version is remembered last
-        fresh = dict(zip(points.column("series_id").take(chosen).to_pylist(),
-                         points.column("meta").take(chosen).to_pylist()))
+        chosen = last[np.isin(unique, np.fromiter(fresh, np.uint64, len(fresh)))]
         rows = points.take(chosen).select(list(_COPIED))
         now = time.time_ns()
         rows = rows.append_column("seen_time", pc.cast(points.column("time").take(chosen), pa.int64())) \
@@ -60,17 +57,36 @@ class SeriesCatalog:
         self.known.update(fresh)
 
 
-def _last_of_each(ids: pa.ChunkedArray, metas: pa.ChunkedArray) -> np.ndarray:
-    """The row of each (series, meta)'s last occurrence: within a group, a version's newest point
-    describes it. Hash-based, since a sort of a 400k-row group cost more than the rest."""
-    by_id = pc.dictionary_encode(ids).combine_chunks()
-    by_meta = pc.dictionary_encode(metas).combine_chunks()
-    pair = by_id.indices.to_numpy().astype(np.int64) * len(by_meta.dictionary) + by_meta.indices.to_numpy()
-    index = pc.dictionary_encode(pa.array(pair)).indices.to_numpy()
-    last = np.zeros(int(index.max()) + 1 if len(index) else 0, np.int64)
+def _last_of_each(ids: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct ids, the row of each one's last occurrence): within a group, the newest
+    metadata wins. Hash-based, since a sort of a 400k-row group cost more than the rest."""
+    encoded = pc.dictionary_encode(ids).combine_chunks()
+    index = encoded.indices.to_numpy()
+    last = np.zeros(len(encoded.dictionary), np.int64)
     np.maximum.at(last, index, np.arange(len(index)))  # `last[index] = ...` leaves the order of repeats open
-    return last
+    return encoded.dictionary.to_numpy(), last
+
+
+_CODE_BOUND = 1 << 62  # combined codes stay int64; past it they are renumbered densely first
+
+
+def _metadata_digests(meta: pa.Table) -> np.ndarray:
+    """`hash(tuple(row))` of each row, as `prime` computes it, with a Python step per
+    distinct combination only: a group's series share a few metrics' metadata."""
+    codes, bound = np.zeros(meta.num_rows, np.int64), 1
+    for column in meta.columns:
+        encoded = pc.dictionary_encode(column, null_encoding="encode").combine_chunks()
+        size = len(encoded.dictionary)
+        if bound * size >= _CODE_BOUND:
+            codes = np.unique(codes, return_inverse=True)[1].astype(np.int64)
+            bound = int(codes.max()) + 1
+        codes = codes * size + encoded.indices.to_numpy()
+        bound *= size
+    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    rows = zip(*(column.to_pylist() for column in meta.take(first).columns))
+    return np.asarray([hash(row) for row in rows], np.int64)[inverse]
 
 
 def prime_query(database: str) -> str:
-    return f"SELECT series_id, argMax(meta, updated) FROM `{database}`.`series` GROUP BY series_id"
+    columns = ", ".join(("series_id",) + METADATA)
+    return f"SELECT {columns} FROM `{database}`.`series` FINAL"

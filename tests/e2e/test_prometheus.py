@@ -174,10 +174,8 @@ def test_a_description_that_arrives_later_updates_the_series_catalog(start_gatew
         body = bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
         assert post(gw.http_url, "/api/v1/write", body, RW_HEADERS)[0] == 204
         time.sleep(0.3)
-    # One row per metadata version; each point keeps the version it came with.
-    versions = gw.wait_rows("SELECT description AS d, unit AS u FROM telemetry.series FINAL "
-                            f"WHERE attributes['test'] = '{job}' ORDER BY updated", 2)
-    assert versions == [{"d": "", "u": ""}, {"d": "Items waiting.", "u": "{item}"}]
-    points = gw.wait_rows("SELECT description AS d, unit AS u FROM telemetry.metric_points "
-                          f"WHERE attributes['test'] = '{job}' ORDER BY time", 2)
-    assert points == [{"d": "", "u": ""}, {"d": "Items waiting.", "u": "{item}"}]
+    rows = gw.wait_rows("SELECT description AS d, unit AS u FROM telemetry.series FINAL "
+                        f"WHERE attributes['test'] = '{job}'", 1)
+    assert rows == [{"d": "Items waiting.", "u": "{item}"}]
+    versions = gw.rows(f"SELECT description AS d FROM telemetry.series WHERE attributes['test'] = '{job}' ORDER BY updated")
+    assert [r["d"] for r in versions] == ["", "Items waiting."]

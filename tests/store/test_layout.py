@@ -12,11 +12,9 @@ from telemetry_gateway.adapters.attributes import AttributeSets
 from telemetry_gateway.adapters.otlp.metrics import decode_request, metrics_to_arrow
 from telemetry_gateway.gateway.batch import new_batch_id
 from telemetry_gateway.gateway.errors import StoreRejected
-from telemetry_gateway.gateway.store.series import SeriesCatalog
-from telemetry_gateway.schema import POINTS, SERIES
+from telemetry_gateway.schema import POINTS
 from telemetry_gateway.schema.ddl import create_table
-from telemetry_gateway.schema.layout import (BATCH_REF_SQL, LAYOUT_TABLES, META, PLAIN_TEXT_VERSION, batch_ref,
-                                             meta_keys, split_points)
+from telemetry_gateway.schema.layout import BATCH_REF_SQL, LAYOUT_TABLES, PLAIN_TEXT_VERSION, batch_ref, split_points
 from tests.adapters.otlp.helpers import NS, context, finalized
 from tests.store.testdata.make_v6_store import every_kind
 
@@ -26,15 +24,6 @@ NOW = 1_800_000_000 * NS
 def every_kind_points(batch_id: str, at_ns: int = NOW - NS) -> pa.Table:
     ctx = context(NOW, batch_id=batch_id)
     return finalized(metrics_to_arrow(decode_request(every_kind(at_ns, "d")), AttributeSets()), ctx).table
-
-
-def write_as_of(store, version: int, points: pa.Table, token: str) -> None:
-    """Store `points` as a gateway of schema `version` did: its kind-table and series columns."""
-    points = points.append_column(META.name, meta_keys(points))
-    series_rows, _ = SeriesCatalog().changes(points)
-    store.insert(SERIES, series_rows.select([c.name for c in SERIES.sent_columns(version)]), token)
-    for table, part in split_points(points, version):
-        store.insert(table, part, token)
 
 
 def rows(store, sql: str) -> list[dict]:
@@ -68,13 +57,13 @@ def test_a_version_8_store_gets_plain_text_columns_and_keeps_its_rows(make_store
     for table, column in retyped:  # as version 8 created them
         store.execute(f"ALTER TABLE `{db}`.`{table}` MODIFY COLUMN `{column}` LowCardinality(String) "
                       "SETTINGS mutations_sync = 1")
-    write_as_of(store, PLAIN_TEXT_VERSION - 1, every_kind_points(new_batch_id()), "d" * 32)
+    store.insert_group(POINTS, every_kind_points(new_batch_id()), "d" * 32)
     order = "ORDER BY series_id, time, kind"
     before = rows(store, f"SELECT * FROM `{db}`.metric_points {order}")
     store.open()
     types = {(r["table"], r["name"]): r["type"] for r in rows(
         store, f"SELECT table, name, type FROM system.columns WHERE database = '{db}'")}
-    assert {types[key] for key in retyped if key in types} == {"String"}
+    assert {types[key] for key in retyped} == {"String"}
     assert types[("metric_points", "service_name")] == "LowCardinality(String)"
     assert len(before) == 6 and rows(store, f"SELECT * FROM `{db}`.metric_points {order}") == before
 
@@ -110,10 +99,9 @@ def test_batch_ref_is_the_same_in_python_and_in_sql(store):
 
 def test_split_keeps_every_point_once():
     points = every_kind_points(new_batch_id())
-    (batches, provenance), *parts = split_points(points)
+    parts = split_points(points)
     assert sorted(t.name for t, _ in parts) == ["exp_histogram_points", "histogram_points", "samples", "summary_points"]
     assert sum(p.num_rows for _, p in parts) == points.num_rows
-    assert batches.name == "metric_batches" and provenance.num_rows == 1
 
 
 def test_small_chunks_are_joined_before_chdb_reads_them():

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import time
 
-import pyarrow as pa
-
 from telemetry_gateway.adapters.attributes import AttributeSets
 from telemetry_gateway.adapters.base import AcceptWindow, Outcome
 from telemetry_gateway.adapters.points import PointRows
 from telemetry_gateway.gateway.batch import Caller, Provenance
 from telemetry_gateway.gateway.finalize import Finalizer
-from telemetry_gateway.gateway.store import series as catalog_module
-from telemetry_gateway.gateway.store.series import SeriesCatalog
-from telemetry_gateway.schema import POINTS, layout
-from telemetry_gateway.schema.layout import META_SQL, meta_key, meta_keys
+from telemetry_gateway.schema import POINTS
 
 NS = 1_000_000_000
 FINALIZER = Finalizer(AcceptWindow())
@@ -47,69 +42,66 @@ def test_series_are_written_once_then_again_only_when_their_metadata_changes(sto
     ids = {r["id"] for r in first}
     stored = store.execute(f"SELECT toString(series_id) FROM {store.database}.metric_points", fmt="TSV")
     assert set(stored.decode().split()) == ids
-    # The description arrives later (Prometheus metadata): each series gets a row for the new version,
-    # and the points keep the description they came with.
+    # The description arrives later (Prometheus metadata): each series gets a newer row.
     store.insert_group(POINTS, points("CPU in use."), "c" * 32)
+    described = store.execute(f"SELECT DISTINCT description FROM {store.database}.series FINAL", fmt="TSV")
+    assert described.decode().split() == ["CPU", "in", "use."]  # one distinct value: the newest
     assert len(catalog(store)) == 6
-    by_point = store.execute(f"SELECT description, count() FROM {store.database}.metric_points "
-                             "GROUP BY description ORDER BY description", fmt="TSV")
-    assert by_point.decode().splitlines() == ["\t12", "CPU in use.\t6"]
     # A replayed group (same token) writes its series rows once.
     store.series.known.clear()
     store.insert_group(POINTS, points("CPU in use."), "c" * 32)
     assert len(catalog(store)) == 6
 
 
-def test_within_one_group_each_metadata_version_of_a_series_gets_its_row(store):
+def test_within_one_group_the_newest_metadata_of_a_series_wins(store):
     import pyarrow as pa
 
     store.insert_group(POINTS, pa.concat_tables([points(hosts=("a",)), points("Newer.", hosts=("a",))]), "e" * 32)
-    assert [(r["host"], r["description"]) for r in catalog(store)] == [("a", ""), ("a", "Newer.")]
-    assert store.series.known == {int(catalog(store)[0]["id"]): meta_key("Newer.", "1", "gauge", "unspecified", False)}
-    by_point = store.execute(f"SELECT description, count() FROM {store.database}.metric_points "
-                             "GROUP BY description ORDER BY description", fmt="TSV")
-    assert by_point.decode().splitlines() == ["\t2", "Newer.\t2"]
+    assert [(r["host"], r["description"]) for r in catalog(store)] == [("a", "Newer.")]
 
 
-def test_the_engine_keys_metadata_as_the_gateway_does(store):
-    """`META_SQL` (the migration to version 11, on stored rows) and `meta_keys` (every insert) agree."""
-    group = pa.concat_tables([points(), points("Ünïcode, 'quoted', \\ and a tab\t.", hosts=("a",))])
-    store.insert_group(POINTS, group, "f" * 32)
-    expected = set(meta_keys(group).to_pylist())
-    assert len(expected) == 2
-    stored = store.execute(f"SELECT DISTINCT toString({META_SQL}) FROM (SELECT * FROM {store.database}.series)",
-                           fmt="TSV")
-    assert {int(k) for k in stored.decode().split()} == expected
+def test_a_reopened_store_knows_its_series(make_store):
+    first = make_store()
+    first.open()
+    first.insert_group(POINTS, points(), "a" * 32)
+    again = make_store(first.database)  # as after a restart: a store object with an empty catalog
+    again.open()
+    assert len(again.series.known) == 3
+    again.insert_group(POINTS, points(hosts=("a", "b", "c", "d")), "d" * 32)
+    assert [r["host"] for r in catalog(again)] == ["a", "b", "c", "d"]
 
 
-def test_metadata_keys_are_computed_per_distinct_metadata(monkeypatch):
-    """Without a store: each row's key is `meta_key` of its own metadata, with a null and the
-    combined codes renumbered on the way."""
-    monkeypatch.setattr(layout, "_CODE_BOUND", 4)  # renumber after every column
-    meta = {"description": ["", "", "", "new", None], "unit": ["1", "1", "1", "1", "By"],
-            "kind": ["sum", "sum", "sum", "sum", "gauge"], "temporality": ["cumulative"] * 4 + ["unspecified"],
-            "is_monotonic": [True, True, True, True, False]}
-    keys = layout.meta_keys(pa.table(meta)).to_pylist()
-    assert keys == [meta_key(*(meta[n][r] for n in layout.META_COLUMNS)) for r in range(5)]
-    assert len(set(keys)) == 3 and keys[4] == meta_key("", "By", "gauge", "unspecified", False)
+def test_the_catalog_judges_each_series_by_its_own_newest_metadata(monkeypatch):
+    """Without a store: the digests of a group's rows are the ones `prime` computes from stored
+    rows, with mixed metrics, a null and combined codes renumbered on the way."""
+    import pyarrow as pa
+
+    from telemetry_gateway.gateway.store import series as catalog_module
+
+    monkeypatch.setattr(catalog_module, "_CODE_BOUND", 4)  # renumber after every column
+    ids = pa.array([5, 6, 7, 5, 8], pa.uint64())
+    meta = {"metric_name": ["a", "b", "b", "a", "c"], "description": ["", "", "", "new", None],
+            "unit": ["1", "1", "1", "1", "By"], "kind": ["sum", "sum", "sum", "sum", "gauge"],
+            "temporality": ["cumulative"] * 4 + ["unspecified"], "is_monotonic": [True, True, True, True, False]}
+    rows = pa.table({"series_id": ids, **meta})
+    newest = {5: 3, 6: 1, 7: 2, 8: 4}
+    stored = [(sid, *(meta[name][row] for name in catalog_module.METADATA)) for sid, row in newest.items()]
+    digests = catalog_module._metadata_digests(rows.select(list(catalog_module.METADATA)))
+    assert digests.tolist() == [hash(tuple(meta[n][r] for n in catalog_module.METADATA)) for r in range(5)]
+    unique, last = catalog_module._last_of_each(rows.column("series_id"))
+    assert dict(zip(unique.tolist(), last.tolist())) == newest
 
 
-def test_the_last_row_of_each_series_version_describes_it():
-    ids = pa.array([5, 6, 5, 5, 8, 6], pa.uint64())
-    metas = pa.array([1, 1, 2, 1, 1, 1], pa.uint64())
-    last = catalog_module._last_of_each(pa.chunked_array([ids]), pa.chunked_array([metas]))
-    assert sorted(last.tolist()) == [2, 3, 4, 5]
+def test_a_primed_catalog_writes_only_the_series_whose_metadata_the_store_lacks():
+    from telemetry_gateway.gateway.store.series import METADATA, SeriesCatalog
 
-
-def test_a_primed_catalog_writes_only_the_versions_the_store_lacks():
     group = points("Now described.", hosts=("a", "b", "c"))
-    group = group.append_column("meta", meta_keys(group))
-    stored = {r["series_id"]: r["meta"] for r in group.select(["series_id", "meta"]).to_pylist()}
+    as_stored = group.select(["series_id", *METADATA]).to_pylist()
+    rows = {r["series_id"]: tuple(r.values()) for r in as_stored}  # one per series, as `series FINAL` holds them
     cat = SeriesCatalog()
-    cat.prime(list(stored.items()))
+    cat.prime(list(rows.values()))
     assert cat.changes(group) is None
-    older = next(iter(stored))
-    cat.prime([(older, meta_key("", "1", "gauge", "unspecified", False))])
+    older = next(iter(rows))
+    cat.prime([(older, "cpu.usage", "", "1", "gauge", "unspecified", False)])
     series_rows, fresh = cat.changes(group)
-    assert fresh == {older: stored[older]} and series_rows.column("series_id").to_pylist() == [older]
-    assert series_rows.column("meta").to_pylist() == [stored[older]]
+    assert list(fresh) == [older] and series_rows.column("series_id").to_pylist() == [older]

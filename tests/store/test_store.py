@@ -41,7 +41,7 @@ def test_migrations_create_every_table_from_the_schema(store):
     # metric_points is a view since version 7: it must keep the old table's columns and types.
     for table in live_tables() + (POINTS,):
         found = rows_of(store, f"SELECT name, type FROM system.columns WHERE database = '{store.database}' AND table = '{table.name}'")
-        assert [(r["name"], r["type"]) for r in found] == [(c.name, c.type.clickhouse) for c in table.sent_columns()]
+        assert [(r["name"], r["type"]) for r in found] == [(c.name, c.type.clickhouse) for c in table.columns]
 
 
 def test_opening_again_applies_nothing_new(store, make_store):

@@ -112,3 +112,14 @@ def test_small_chunks_are_joined_before_chdb_reads_them():
     assert few_chunks(small).column("v").to_pylist() == small.column("v").to_pylist()
     large = pa.concat_tables([pa.table({"v": list(range(MIN_AVERAGE_CHUNK))})] * 3)
     assert few_chunks(large) is large
+
+
+def test_the_query_benchmark_judges_answers_the_same_up_to_summation_order():
+    from loadtest.queries import same_answer
+
+    old = b'"host-557",100.03786283615446,600\n"host-607",100.03775504908445,600\n'
+    assert same_answer(old, old.replace(b"100.03775504908445", b"100.0377550490843"))  # threads summed otherwise
+    assert not same_answer(old, old.replace(b"host-607", b"host-608"))
+    assert not same_answer(old, old.replace(b"100.03775504908445", b"100.0377"))
+    assert not same_answer(old, old + b'"host-507",1,600\n')
+    assert same_answer(b"nan\n", b"nan\n") and not same_answer(b"nan\n", b"0\n")

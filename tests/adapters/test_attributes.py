@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -60,3 +62,39 @@ def test_sets_are_copied_into_the_compacted_array_only_once_the_registry_rests_o
     sets.begin()  # a request with nothing new
     sets.map_column(ids)
     assert len(sets._compacted) == 31
+
+
+MAPS = st.lists(st.dictionaries(st.text(max_size=12), st.text(max_size=30), max_size=6), min_size=1, max_size=30)
+
+
+@settings(max_examples=300)
+@given(MAPS, st.data())
+def test_the_compiled_gather_takes_exactly_what_arrow_takes(maps, data):
+    """Empty maps, non-ASCII text, repeated and reordered rows, and a column built from two (as the
+    compacted array grows): the same column as Arrow's take."""
+    from telemetry_gateway.adapters.attributes import gather_maps, take_maps
+
+    assert gather_maps is not None, "the compiled module is part of the install"
+    half = len(maps) // 2
+    parts = [pa.array([list(m.items()) for m in part], pa.map_(pa.string(), pa.string())) for part in (maps[:half], maps[half:])]
+    column = pa.concat_arrays([p for p in parts if len(p)])
+    rows = np.asarray(data.draw(st.lists(st.integers(0, len(maps) - 1), max_size=60)), np.int64)
+    taken = take_maps(column, rows)
+    assert taken.equals(column.take(pa.array(rows, pa.int64())))
+    assert taken.to_pylist() == [column[int(r)].as_py() for r in rows]
+
+
+def test_the_gather_refuses_a_row_out_of_range_and_falls_back_on_a_sliced_column():
+    from telemetry_gateway.adapters.attributes import gather_maps, take_maps
+
+    column = pa.array([[("a", "x")], [], [("b", "yy"), ("c", "")]], pa.map_(pa.string(), pa.string()))
+    _, offsets, _, _, key_offsets, key_data, _, value_offsets, value_data = column.buffers()
+    views = (np.frombuffer(offsets, np.int32, 4), np.frombuffer(key_offsets, np.int32, 4), np.frombuffer(key_data, np.uint8),
+             np.frombuffer(value_offsets, np.int32, 4), np.frombuffer(value_data, np.uint8))
+    for bad in ([3], [-1]):
+        with pytest.raises(ValueError, match="not among 3"):
+            gather_maps(*views, np.asarray(bad, np.int64))
+    with pytest.raises(ValueError, match="do not describe"):
+        gather_maps(*views[:2], views[2][:1], *views[3:], np.asarray([2], np.int64))
+    sliced = column.slice(1)
+    assert take_maps(sliced, np.asarray([1, 0], np.int64)).to_pylist() == [[("b", "yy"), ("c", "")], []]

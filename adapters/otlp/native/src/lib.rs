@@ -25,7 +25,9 @@ use std::sync::OnceLock;
 use pyo3::exceptions::PyValueError;
 use siphasher::sip128::{Hasher128, SipHasher13};
 
+mod maps;
 mod remote_write;
+use pyo3::buffer::{Element, PyBuffer};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
@@ -386,10 +388,43 @@ fn py_write_request<'py>(py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py,
     PyTuple::new(py, columns.iter().map(|c| PyBytes::new(py, c)))
 }
 
+/// Rows `ids` of a `map<string, string>` column given by its buffers (offsets, key offsets, key bytes,
+/// value offsets, value bytes: offset 0, no nulls), as the same five buffers, as bytes, of a new column.
+/// ValueError when a row is out of range or the offsets do not describe the data.
+#[pyfunction(name = "gather_maps")]
+fn py_gather_maps<'py>(
+    py: Python<'py>, offsets: PyBuffer<i32>, key_offsets: PyBuffer<i32>, key_data: PyBuffer<u8>,
+    value_offsets: PyBuffer<i32>, value_data: PyBuffer<u8>, ids: PyBuffer<i64>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let column = maps::Maps {
+        offsets: view(&offsets)?,
+        key_offsets: view(&key_offsets)?,
+        key_data: view(&key_data)?,
+        value_offsets: view(&value_offsets)?,
+        value_data: view(&value_data)?,
+    };
+    let ids = view(&ids)?;
+    let g = py.allow_threads(|| maps::gather(&column, ids)).map_err(|e| PyValueError::new_err(e.0))?;
+    let columns = [raw(&g.offsets), raw(&g.key_offsets), &g.key_data, raw(&g.value_offsets), &g.value_data];
+    PyTuple::new(py, columns.iter().map(|c| PyBytes::new(py, c)))
+}
+
+/// The items of a C-contiguous buffer; the `PyBuffer` keeps them alive and unchanged while held.
+fn view<T: Element>(buffer: &PyBuffer<T>) -> PyResult<&[T]> {
+    if !buffer.is_c_contiguous() {
+        return Err(PyValueError::new_err("buffer is not contiguous"));
+    }
+    if buffer.item_count() == 0 {
+        return Ok(&[]);
+    }
+    Ok(unsafe { std::slice::from_raw_parts(buffer.buf_ptr() as *const T, buffer.item_count()) })
+}
+
 #[pymodule]
 fn telemetry_gateway_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py_number_points, m)?)?;
     m.add_function(wrap_pyfunction!(py_write_request, m)?)?;
+    m.add_function(wrap_pyfunction!(py_gather_maps, m)?)?;
     m.add_class::<SetIndex>()
 }
 

@@ -18,9 +18,10 @@ prints the median and the fastest, and the bytes on disk per point:
 It fills the store at schema version 6 (the wide `metric_points` table),
 times the queries, migrates the store to the current layout (narrow rows per
 kind, labels once per series in `series`, `metric_points` a view), times the
-same queries on the view, checks that every answer is the same, and prints
-both with their ratio. Gauge points come in batches of 1000 series per step,
-so `metric_batches` holds as many rows as such a day would.
+same queries on the view, checks that every answer is the same (numbers to
+12 significant digits), and prints both with their ratio. Gauge points come
+in batches of 1000 series per step, so there are as many batch ids as such a
+day would bring.
 """
 
 from __future__ import annotations

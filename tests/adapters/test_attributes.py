@@ -84,7 +84,7 @@ def test_the_compiled_gather_takes_exactly_what_arrow_takes(maps, data):
     assert taken.to_pylist() == [column[int(r)].as_py() for r in rows]
 
 
-def test_the_gather_refuses_a_row_out_of_range_and_falls_back_on_a_sliced_column():
+def test_the_gather_refuses_a_row_out_of_range_and_arrow_takes_what_it_cannot_read():
     from telemetry_gateway.adapters.attributes import gather_maps, take_maps
 
     column = pa.array([[("a", "x")], [], [("b", "yy"), ("c", "")]], pa.map_(pa.string(), pa.string()))
@@ -98,3 +98,5 @@ def test_the_gather_refuses_a_row_out_of_range_and_falls_back_on_a_sliced_column
         gather_maps(*views[:2], views[2][:1], *views[3:], np.asarray([2], np.int64))
     sliced = column.slice(1)
     assert take_maps(sliced, np.asarray([1, 0], np.int64)).to_pylist() == [[("b", "yy"), ("c", "")], []]
+    wide = column.cast(pa.map_(pa.large_string(), pa.string()))  # 64-bit offsets: not what the gather reads
+    assert take_maps(wide, np.asarray([2], np.int64)).to_pylist() == [[("b", "yy"), ("c", "")]]

@@ -38,9 +38,10 @@ log = logging.getLogger(__name__)
 
 
 class AdminServer:
-    def __init__(self, config: AdminConfig, pipeline: IngestPipeline, token: str) -> None:
+    def __init__(self, config: AdminConfig, pipeline: IngestPipeline, token: str, listeners_health=list) -> None:
         self.config = config
         self.pipeline = pipeline
+        self.listeners_health = listeners_health  # problems of listeners in other processes (workers)
         self.stores = pipeline.stores
         self.telemetry = pipeline.telemetry
         self._token = token
@@ -83,7 +84,7 @@ class AdminServer:
                 await asyncio.wait_for(asyncio.to_thread(store.ping), 5)
             except Exception as exc:  # any failure means not ready; say which region
                 problems.append(f"{store.region}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-        problems += self.pipeline.health()
+        problems += self.pipeline.health() + self.listeners_health()
         if problems or not self.stores.stores:
             return web.Response(status=503, text="not ready\n" + "\n".join(problems) + "\n")
         return web.Response(text="ready\n")

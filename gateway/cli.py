@@ -59,7 +59,7 @@ def serve_command(config_path: Path | None) -> None:
     config = _load(config_path)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     private_dir(config.store.path)
-    _raise_file_limit()
+    raise_file_limit()
     _tune_gc()
     _arrow_pool()
     _keep_freed_memory()
@@ -116,7 +116,7 @@ def _keep_freed_memory() -> bool:
     return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 256 << 20))
 
 
-def _raise_file_limit() -> None:
+def raise_file_limit() -> None:
     """Every connection is a descriptor: take the hard limit, as Go servers do, so the
     listeners' max_connections (not a low soft limit) is what bounds them."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -34,24 +34,24 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
-from google.protobuf.message import DecodeError
 
 from telemetry_gateway.adapters.apm.red import SeriesLimiter
-from telemetry_gateway.adapters.attributes import AttributeLimits, AttributeSets
 from telemetry_gateway.adapters.base import AcceptWindow, AdaptContext
 from telemetry_gateway.adapters.log_metrics import LogMetricRule
-from telemetry_gateway.adapters.normalize import Names, ServiceCatalog
+from telemetry_gateway.adapters.normalize import ServiceCatalog
 from telemetry_gateway.adapters.prometheus.remote_write import PrometheusMetadata
-from telemetry_gateway.gateway import accounting, stages
+from telemetry_gateway.adapters.columns import constant
+from telemetry_gateway.gateway import accounting, adapting, stages
+from telemetry_gateway.gateway.adapting import Adapted
 from telemetry_gateway.gateway.access import Access, Admission, CompiledPolicy, Credentials
 from telemetry_gateway.gateway.audit import Audit
 from telemetry_gateway.gateway.batch import Batch, Caller, Provenance, new_batch_id
 from telemetry_gateway.gateway.components import FORMATS, Format
 from telemetry_gateway.gateway.config import GatewayConfig
 from telemetry_gateway.gateway.deadletter import DeadLetters
-from telemetry_gateway.gateway.errors import BadRequest, GatewayError, PermissionDenied, Unauthenticated
+from telemetry_gateway.gateway.errors import GatewayError, PermissionDenied, Unauthenticated
 from telemetry_gateway.gateway.finalize import Finalizer
-from telemetry_gateway.gateway.memory import MemoryLimiter
+from telemetry_gateway.gateway.memory import EXPANSION, MemoryLimiter
 from telemetry_gateway.gateway.quotas import Rates, TenantThrottled
 from telemetry_gateway.gateway.ratelog import RateLimitedLog
 from telemetry_gateway.gateway.red_windows import HOLD as RED_HOLD
@@ -65,7 +65,7 @@ from telemetry_gateway.gateway.spool.spool import Spool
 from telemetry_gateway.gateway.stages import Work
 from telemetry_gateway.gateway.store.regions import RegionStores
 from telemetry_gateway.gateway.store.writer import WriterSettings
-from telemetry_gateway.gateway.tenants import SavedFamilies, Tenants, TenantState
+from telemetry_gateway.gateway.tenants import SavedFamilies, Tenants, TenantState, attribute_sets
 from telemetry_gateway.policies.load import LoadedPolicy
 from telemetry_gateway.schema import INGEST_LOG, POINTS, conform
 
@@ -112,8 +112,7 @@ class IngestPipeline:
     def _tenant_state(self, tenant: str) -> TenantState:
         c = self.config
         n = c.normalize
-        sets = AttributeSets(names=Names(n.metric_names, n.attribute_names),
-                             limits=AttributeLimits(c.limits.max_attributes, c.limits.max_attribute_length))
+        sets = attribute_sets(c)
         window_s = int(c.apm.window)
         limiter = SeriesLimiter(c.apm.max_series, c.apm.series_idle_timeout)
         hold = RED_HOLD if self.red is not None else ""
@@ -181,9 +180,21 @@ class IngestPipeline:
         route and keep one payload; answer once every item's fate is decided."""
         fmt = FORMATS[format_name]
         admission = admission or self.admit(format_name, caller, credentials)
+        return await self._keep(fmt, admission, fmt.size(payload), self._process, fmt, payload, admission, source_id)
+
+    async def ingest_adapted(self, format_name: str, adapted: Adapted, admission: Admission,
+                             source_id: str) -> IngestReport:
+        """Rows a listener worker decoded, adapted and finalized: the rest of `ingest`'s way."""
+        fmt = FORMATS[format_name]
+        # The limiter counts a body as the EXPANSION times it that decoding it takes; rows come decoded, and
+        # what they still become here (routed and conformed copies, derived rows) is about twice them.
+        size = max(1, 2 * adapted.rows.nbytes // EXPANSION)
+        return await self._keep(fmt, admission, size, self._process_adapted, fmt, adapted, admission, source_id)
+
+    async def _keep(self, fmt: Format, admission: Admission, size: int, prepare, *args) -> IngestReport:
         limits = admission.limits
-        with self.memory.hold(fmt.size(payload), admission.tenant, limits.memory_share if limits else 1.0):
-            work, account = await self._on_adapter_thread(self._prepare, fmt, payload, admission, source_id)
+        with self.memory.hold(size, admission.tenant, limits.memory_share if limits else 1.0):
+            work, account = await self._on_adapter_thread(self._prepare, fmt, admission.tenant, prepare, *args)
             if limits is not None:
                 self.rates.spend(admission.tenant, limits, account.accepted + sum(account.rejected.values()))
             await self.sink.keep(work.batches)
@@ -204,6 +215,10 @@ class IngestPipeline:
     async def _on_adapter_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._adapter, fn, *args)
 
+    async def admit_request(self, format_name: str, caller: Caller, credentials: Credentials | None) -> Admission:
+        """`admit` for listeners, which may run in a worker process where this is a call to the gateway's."""
+        return self.admit(format_name, caller, credentials)
+
     def admit(self, format_name: str, caller: Caller, credentials: Credentials | None) -> Admission:
         """Who is sending, for which tenant, under which policy version; raises Unauthenticated,
         PermissionDenied or TenantThrottled. Receivers call it before reading a body, so a caller
@@ -223,34 +238,40 @@ class IngestPipeline:
             raise
         return admission
 
-    def _prepare(self, fmt: Format, payload, admission: Admission, source_id: str):
-        tenant = admission.tenant
+    def _prepare(self, fmt: Format, tenant: str, prepare, *args):
         try:
-            return self._process(fmt, payload, admission, source_id)
+            return prepare(*args)
         except GatewayError:
             raise
-        except Exception as exc:  # an adapter bug: nothing of the request is kept, so a 4xx is safe and final
-            self.telemetry.rejected(fmt.name, tenant, "adapter_error", 1)
-            self._errors.log(logging.ERROR, f"adapt-{fmt.name}", "%s could not be adapted: %s: %s",
-                             fmt.message, type(exc).__name__, exc, exc_info=True)
-            raise BadRequest(f"the {fmt.message} could not be adapted ({type(exc).__name__}: {exc}); nothing of it "
-                             "was kept") from None
+        except Exception as exc:  # noqa: BLE001 - nothing of the request is kept: refused whole
+            raise adapting.adapter_failed(fmt, tenant, exc, self.telemetry, self._errors) from None
 
     def _process(self, fmt: Format, payload, admission: Admission, source_id: str):
-        caller, tenant, policy = admission.caller, admission.tenant, admission.policy
-        request = self._decode(fmt, payload, tenant)
-        received_ns = time.time_ns()
-        provenance = Provenance(fmt.name, fmt.source_kind, source_id or _source_id(fmt, caller), caller,
-                                new_batch_id(), received_ns, tenant=tenant)
-        state = self.tenants.get(tenant)
-        context = AdaptContext(received_ns, self.finalizer.window)
+        request = adapting.decode(fmt, payload, admission.tenant, self.telemetry)
+        provenance = adapting.provenance(fmt, admission.caller, admission.tenant, source_id)
+        state = self.tenants.get(admission.tenant)
+        context = AdaptContext(provenance.received_ns, self.finalizer.window)
         result = fmt.adapt(request, context, state)
         work = Work(provenance, context, result.outcome, request=request, spans=result.spans,
                     span_rows=fmt.span_rows if result.spans is not None else None)
-        if fmt.table is not None:
-            rows = self.finalizer.finish_all(result, provenance, fmt.table)
+        rows = self.finalizer.finish_all(result, provenance, fmt.table) if fmt.table is not None else None
+        return self._process_rows(fmt, work, state, rows, admission)
+
+    def _process_adapted(self, fmt: Format, adapted: Adapted, admission: Admission, source_id: str):
+        """A worker's rows under a batch id of this process, which alone makes ids (each is unique)."""
+        provenance = adapting.provenance(fmt, admission.caller, admission.tenant, source_id, adapted.received_ns)
+        rows = adapted.rows
+        at = rows.schema.get_field_index("batch_id")
+        rows = rows.set_column(at, rows.schema.field(at), constant(provenance.batch_id, pa.string(), rows.num_rows))
+        work = Work(provenance, AdaptContext(provenance.received_ns, self.finalizer.window), adapted.outcome)
+        return self._process_rows(fmt, work, self.tenants.get(admission.tenant), rows, admission)
+
+    def _process_rows(self, fmt: Format, work: Work, state: TenantState, rows: pa.Table | None, admission: Admission):
+        """Series budget, the tenant's chain, routing, the request's account and audit."""
+        policy, provenance = admission.policy, work.provenance
+        if rows is not None:
             if admission.limits is not None and fmt.table is POINTS:
-                rows = _within_series_budget(rows, state, admission.limits.max_series, result.outcome)
+                rows = _within_series_budget(rows, state, admission.limits.max_series, work.outcome)
             work.batches.append(Batch(fmt.table, rows, provenance))
             work.accepted = rows.num_rows
         state.chain.run(work)
@@ -280,13 +301,6 @@ class IngestPipeline:
                 else:
                     work.dropped["residency"] += n
         work.batches = routed_batches
-
-    def _decode(self, fmt: Format, payload, tenant: str):
-        try:
-            return fmt.decode(payload)
-        except (DecodeError, ValueError, OverflowError) as exc:
-            self.telemetry.rejected(fmt.name, tenant, "malformed", 1)
-            raise BadRequest(f"request body is not a valid {fmt.message}: {exc}") from None
 
     async def redrive(self, dead_letter_id: str) -> str:
         """Send a dead-lettered batch to the store again, under a new batch id
@@ -328,10 +342,6 @@ def _within_series_budget(rows, state: TenantState, limit: int, outcome) -> obje
         return rows
     outcome.reject("series_limit", f"the tenant's limit of {limit} series is reached", int(refused.sum()))
     return rows.filter(pa.array(~refused))
-
-
-def _source_id(fmt: Format, caller: Caller) -> str:
-    return f"{fmt.name}:{caller.peer or 'unknown'}"
 
 
 def _conformed(batch: Batch) -> Batch:

@@ -43,6 +43,10 @@ class SelfMetrics:
         self._policy = Gauge("gateway_policy_info", "1 for the policy version in force.", ["version"], registry=r)
         self._reloads = Counter("gateway_policy_reloads_total", "Policy reloads by result (loaded, refused).",
                                 ["result"], registry=r)
+        self._handed = Counter("gateway_worker_requests_total", "Requests listener workers handed over, by where "
+                               "they were adapted (worker, gateway).", ["format", "adapted_in"], registry=r)
+        self.worker_exits = Counter("gateway_worker_exits_total", "Listener workers that exited while the gateway "
+                                    "ran (each is started again).", registry=r)
 
     def accepted(self, format_: str, tenant: str, n: int) -> None:
         if n:
@@ -59,6 +63,9 @@ class SelfMetrics:
     def derived(self, format_: str, tenant: str, stage: str, table: str, n: int) -> None:
         if n:
             self._derived.labels(format_, tenant, stage, table).inc(n)
+
+    def handed_over(self, format_: str, adapted_in: str) -> None:
+        self._handed.labels(format_, adapted_in).inc()
 
     def request(self, transport: str, format_: str, outcome: str) -> None:
         self._requests.labels(transport, format_, outcome).inc()

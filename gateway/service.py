@@ -17,19 +17,19 @@ import secrets
 import signal
 from pathlib import Path
 
-from functools import partial
-
 from telemetry_gateway.adapters.otlp import metrics as otlp_metrics
 from telemetry_gateway.adapters.prometheus import remote_write
 from telemetry_gateway.gateway.admin import AdminServer
 from telemetry_gateway.gateway.policy_watch import PolicyWatch
-from telemetry_gateway.gateway.components import COMPONENTS
+from telemetry_gateway.gateway.components import COMPONENTS, config_of, listener_routes
+from telemetry_gateway.gateway.components.otlp.component import COMPONENT as OTLP
 from telemetry_gateway.gateway.config import GatewayConfig
 from telemetry_gateway.gateway.pipeline import IngestPipeline
 from telemetry_gateway.gateway.ratelog import RateLimitedLog
 from telemetry_gateway.gateway.running import RUNTIME_FILE, TOKEN_FILE
 from telemetry_gateway.gateway.store.regions import RegionStores
 from telemetry_gateway.gateway.self_metrics import SelfMetrics
+from telemetry_gateway.gateway.workers.pool import ListenerWorkers
 from telemetry_gateway.policies.load import PolicyError, load_policy
 
 log = logging.getLogger(__name__)
@@ -56,29 +56,27 @@ class Gateway:
                                         self.telemetry) if policy is not None else None
         self.services = self._build_services()
         self._token = secrets.token_urlsafe(32)
-        self.admin = AdminServer(config.admin, self.pipeline, self._token)
+        workers = [s for s in self.services if isinstance(s, ListenerWorkers)]
+        self.admin = AdminServer(config.admin, self.pipeline, self._token,
+                                 workers[0].health if workers else list)
         self._stopped = False
         self._runtime_written = False  # only the gateway that wrote the admin details removes them
 
     def _build_services(self) -> list:
-        """Every registered component's listeners and pollers; HTTP routes join the shared HTTP listener."""
-        routes = []
+        """Every registered component's listeners and pollers; HTTP routes join the shared HTTP listener.
+        With listener workers, they serve the OTLP listeners and this process answers them."""
+        routes = listener_routes(self.config, self.pipeline, self.telemetry)
+        workers = self.config.receivers.otlp.workers
+        services, self.pollers = [ListenerWorkers(self.config, self.pipeline, self.telemetry)] if workers else [], []
         for c in COMPONENTS:
-            if c.http_routes is not None:
-                routes.append(partial(c.http_routes, self._config_of(c), self.pipeline, self.telemetry))
-        services, self.pollers = [], []
-        for c in COMPONENTS:
-            if c.service is None:
+            if c.service is None or (workers and c is OTLP):
                 continue
             extra = {"location": self.config.pollers.location} if c.section == "pollers" else {}
-            built = c.service(self._config_of(c), self.pipeline, self.telemetry, routes, **extra)
+            built = c.service(config_of(self.config, c), self.pipeline, self.telemetry, routes, **extra)
             services += built
             if c.section == "pollers":
                 self.pollers += built
         return services
-
-    def _config_of(self, component):
-        return getattr(getattr(self.config, component.section), component.name)
 
     @property
     def runtime_dir(self) -> Path:

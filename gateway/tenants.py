@@ -14,13 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from telemetry_gateway.adapters.attributes import AttributeSets
+from telemetry_gateway.adapters.attributes import AttributeLimits, AttributeSets
+from telemetry_gateway.adapters.normalize import Names
 from telemetry_gateway.adapters.prometheus.families import FamilyInfo
 from telemetry_gateway.adapters.prometheus.remote_write import PrometheusMetadata
 from telemetry_gateway.gateway.quotas import SeriesBudget
 from telemetry_gateway.gateway.stages import Chain
 
 log = logging.getLogger(__name__)
+
+
+def attribute_sets(config) -> AttributeSets:
+    """A tenant's attribute sets under the gateway's normalize and limits config (in every process alike)."""
+    n, limits = config.normalize, config.limits
+    return AttributeSets(names=Names(n.metric_names, n.attribute_names),
+                         limits=AttributeLimits(limits.max_attributes, limits.max_attribute_length))
 
 
 @dataclass

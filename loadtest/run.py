@@ -43,7 +43,8 @@ from tests.gateway_process import GatewayProcess, deep_merge
 
 
 class Sampler:
-    """Samples a process's RSS in the background; keeps the peak."""
+    """Samples a gateway's RSS in the background (with its listener workers', when it has them); keeps
+    the peak."""
 
     def __init__(self, pid: int) -> None:
         self.proc = psutil.Process(pid)
@@ -52,17 +53,20 @@ class Sampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def _processes(self) -> list[psutil.Process]:
+        return [self.proc, *self.proc.children()]
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.peak = max(self.peak, self.proc.memory_info().rss)
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in self._processes()))
             except psutil.Error:
                 return
             time.sleep(0.05)
 
     def cpu(self) -> float:
-        times = self.proc.cpu_times()
-        return times.user + times.system
+        """CPU-seconds of the gateway and its workers (a worker restarted meanwhile would be missed)."""
+        return sum(t.user + t.system for t in (p.cpu_times() for p in self._processes()))
 
     def stop(self) -> None:
         self._stop.set()

@@ -19,6 +19,17 @@ def gateway(tmp_path_factory):
     assert code == 0, f"gateway exited with {code}:\n{proc.log()}"
 
 
+@pytest.fixture(scope="module", params=[0, 2], ids=["one-process", "two-workers"])
+def listener_gateway(request, tmp_path_factory):
+    """A module's gateway serving the OTLP listeners itself, then through two listener workers
+    (`receivers.otlp.workers`), so each test shows both give the same answers."""
+    workers = {"receivers": {"otlp": {"workers": request.param}}}
+    proc = GatewayProcess(tmp_path_factory.mktemp("gateway"), workers).start()
+    yield proc
+    code = proc.stop()
+    assert code == 0, f"gateway exited with {code}:\n{proc.log()}"
+
+
 @pytest.fixture
 def start_gateway(tmp_path):
     """Start a gateway with config overrides for one test."""

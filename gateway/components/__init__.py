@@ -7,6 +7,8 @@ tests/config checks the README documents it.
 
 from __future__ import annotations
 
+from functools import partial
+
 from telemetry_gateway.gateway.components.base import Component, Format
 from telemetry_gateway.gateway.components.jsonlines.component import COMPONENT as JSONLINES
 from telemetry_gateway.gateway.components.otlp.component import COMPONENT as OTLP
@@ -28,4 +30,15 @@ COMPONENTS: tuple[Component, ...] = (
 
 FORMATS: dict[str, Format] = {f.name: f for c in COMPONENTS for f in c.formats}
 
-__all__ = ["COMPONENTS", "FORMATS", "Component", "Format"]
+
+def config_of(config, component: Component):
+    return getattr(getattr(config, component.section), component.name)
+
+
+def listener_routes(config, pipeline, telemetry) -> list:
+    """Route factories of the components on the shared HTTP listener (remote write, Zipkin, JSON lines)."""
+    return [partial(c.http_routes, config_of(config, c), pipeline, telemetry) for c in COMPONENTS
+            if c.http_routes is not None]
+
+
+__all__ = ["COMPONENTS", "FORMATS", "Component", "Format", "config_of", "listener_routes"]

@@ -39,6 +39,9 @@ class Format:
     span_rows: Callable | None = None
     # Memory a payload stands for, for the memory limiter.
     size: Callable[[Any], int] = len
+    # Its adapter reads nothing but the tenant's attribute sets, so a listener worker may run it and hand
+    # over finished rows (`gateway.adapting`).
+    in_workers: bool = False
 
 
 @dataclass(frozen=True)

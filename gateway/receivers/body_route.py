@@ -40,7 +40,7 @@ class BodyRoute:
     async def handle(self, request: web.Request) -> web.Response:
         try:
             caller = http_caller(request)
-            admission = self.pipeline.admit(self.name, caller, http_credentials(request))
+            admission = await self.pipeline.admit_request(self.name, caller, http_credentials(request))
             if request.content_type not in self.content_types:
                 raise UnsupportedMediaType(
                     f"Content-Type must be {' or '.join(self.content_types)}, got {request.content_type!r}")

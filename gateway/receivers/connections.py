@@ -57,8 +57,9 @@ class _GuardedServer:
 
 
 async def serve(app: web.Application, endpoint: str, limits: ConnectionLimits, name: str,
-                tls: TlsConfig | None = None, **kwargs) -> web.AppRunner:
-    """Set up and start a runner for `app` on `endpoint`, under `limits`, over TLS when configured."""
+                tls: TlsConfig | None = None, reuse_port: bool = False, **kwargs) -> web.AppRunner:
+    """Set up and start a runner for `app` on `endpoint`, under `limits`, over TLS when configured;
+    `reuse_port` lets listener workers share the port."""
     # lingering_time: after refusing a body, aiohttp reads what is left of it for this long before closing.
     app_runner = web.AppRunner(app, keepalive_timeout=limits.idle_timeout, access_log=None,
                                lingering_time=min(2.0, limits.request_timeout), **kwargs)
@@ -66,7 +67,7 @@ async def serve(app: web.Application, endpoint: str, limits: ConnectionLimits, n
     app_runner._server = _GuardedServer(app_runner.server, limits, name)  # aiohttp has no hook for this
     host, port = endpoint.rsplit(":", 1)
     context = tls.server_context() if tls is not None else None
-    await web.TCPSite(app_runner, host.strip("[]"), int(port), ssl_context=context).start()
+    await web.TCPSite(app_runner, host.strip("[]"), int(port), ssl_context=context, reuse_port=reuse_port or None).start()
     return app_runner
 
 

@@ -90,8 +90,12 @@ async def load_until_killed(gw, service: str, total: int, kill_after: int) -> tu
     return acked, attempted
 
 
-def test_sigkill_under_load_loses_no_acknowledged_point_and_stores_none_twice(start_gateway):
-    gw = start_gateway({"store": {"batch": {"max_delay": "100ms", "max_rows": 500}}})
+@pytest.mark.parametrize("workers", [0, 2], ids=["one-process", "two-workers"])
+def test_sigkill_under_load_loses_no_acknowledged_point_and_stores_none_twice(start_gateway, workers):
+    """With listener workers the gateway process is the one killed: they answer what it had spooled,
+    fail what it had not (the senders retry), and exit, leaving the ports to the next start."""
+    gw = start_gateway({"store": {"batch": {"max_delay": "100ms", "max_rows": 500}},
+                        "receivers": {"otlp": {"workers": workers}}})
     acked, attempted = asyncio.run(load_until_killed(gw, "killed", total=400, kill_after=120))
     assert gw.proc.returncode == -9 and len(acked) >= 120
     gw.start()
@@ -244,9 +248,10 @@ def test_sigterm_with_the_store_down_leaves_the_rest_in_the_spool_and_a_damaged_
     assert "checksum mismatch" in gw.log()
 
 
-def test_the_memory_limiter_pushes_back_and_lets_go_once_the_store_catches_up(start_gateway):
+@pytest.mark.parametrize("workers", [0, 2], ids=["one-process", "two-workers"])
+def test_the_memory_limiter_pushes_back_and_lets_go_once_the_store_catches_up(start_gateway, workers):
     # 1 MiB: a few requests queued for a store that is down fill it.
-    gw = start_gateway({"limits": {"max_memory_mib": 1}}, faults=True)
+    gw = start_gateway({"limits": {"max_memory_mib": 1}, "receivers": {"otlp": {"workers": workers}}}, faults=True)
     gw.fault("store-down")
     codes = [send_http(gw, "memory", n) for n in range(200)]
     assert 429 in codes, "the limiter never pushed back"

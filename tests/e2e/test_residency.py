@@ -40,7 +40,7 @@ EXPORT = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 class Site:
     """The gateway under test, its CA, its principals' tokens and certificates, and its policy file."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, workers: int = 0) -> None:
         self.workdir = workdir
         self.ca = CertificateAuthority(workdir / "pki")
         self.server = self.ca.issue("server", "localhost", server=True)
@@ -56,7 +56,8 @@ class Site:
                "client_ca_file": str(self.ca.pem.cert)}
         self.gateway = GatewayProcess(workdir, {
             # gRPC asks for client certificates only when it requires them (grpcio has no optional mode).
-            "receivers": {"otlp": {"grpc": {"tls": {**tls, "client_auth": "require"}}, "http": {"tls": tls}},
+            "receivers": {"otlp": {"grpc": {"tls": {**tls, "client_auth": "require"}}, "http": {"tls": tls},
+                                   "workers": workers},
                           "syslog": {"tcp": {"enabled": True, "endpoint": f"127.0.0.1:{self.syslog_port}", "tls": tls}}},
             "store": {"regions": {r: {"database": f"telemetry_{r}"} for r in REGIONS}},
             "policy": {"file": str(self.policy_path), "reload_interval": "200ms"},
@@ -131,9 +132,11 @@ class Site:
             return exc.code, exc.read().decode()
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    site = Site(tmp_path_factory.mktemp("residency"))
+@pytest.fixture(scope="module", params=[0, 2], ids=["one-process", "two-workers"])
+def site(request, tmp_path_factory):
+    """Every attack and rule, with the listeners in the gateway process and in listener workers: in
+    workers the caller's certificate and credentials cross to the gateway process, which decides."""
+    site = Site(tmp_path_factory.mktemp("residency"), request.param)
     site.gateway.start()
     yield site
     site.gateway.stop()

@@ -24,6 +24,11 @@ from tests.receivers.otlp_requests import unique
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="module")
+def gateway(listener_gateway):
+    return listener_gateway
+
+
 def metric_exporter(kind: str, gateway):
     if kind == "grpc":
         return GrpcMetricExporter(endpoint=gateway.grpc_endpoint, insecure=True)

@@ -12,6 +12,11 @@ from tests.receivers.otlp_requests import gauge_request, log_request, unique
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture(scope="module")
+def gateway(listener_gateway):
+    return listener_gateway
+
 METRICS = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 LOGS = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -86,8 +91,10 @@ def test_invalid_utf8_is_a_partial_success(gateway):
     assert gateway.wait_rows(f"SELECT value FROM telemetry.metric_points WHERE service_name = '{service}'", 1) == [{"value": 1.0}]
 
 
-def test_without_the_spool_throttling_is_unavailable_with_retry_info(start_gateway):
-    gw = start_gateway({"spool": {"enabled": False}, "limits": {"max_pending_rows": 3, "retry_after": "3s"}})
+@pytest.mark.parametrize("workers", [0, 2])
+def test_without_the_spool_throttling_is_unavailable_with_retry_info(start_gateway, workers):
+    gw = start_gateway({"spool": {"enabled": False}, "limits": {"max_pending_rows": 3, "retry_after": "3s"},
+                        "receivers": {"otlp": {"workers": workers}}})
     with pytest.raises(grpc.RpcError) as info:
         call(gw, METRICS, gauge_request("throttled", [{"value": float(i)} for i in range(5)]).SerializeToString())
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -18,6 +18,11 @@ from tests.receivers.otlp_requests import NS, gauge_request, log_request, post, 
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture(scope="module")
+def gateway(listener_gateway):
+    return listener_gateway
+
 PB = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
 
@@ -218,8 +223,10 @@ def test_an_empty_request_is_a_full_success(gateway):
         assert response in (b"", b"{}")
 
 
-def test_without_the_spool_throttling_answers_429_with_retry_after(start_gateway):
-    gw = start_gateway({"spool": {"enabled": False}, "limits": {"max_pending_rows": 3, "retry_after": "2s"}})
+@pytest.mark.parametrize("workers", [0, 2])
+def test_without_the_spool_throttling_answers_429_with_retry_after(start_gateway, workers):
+    gw = start_gateway({"spool": {"enabled": False}, "limits": {"max_pending_rows": 3, "retry_after": "2s"},
+                        "receivers": {"otlp": {"workers": workers}}})
     code, headers, body = send_metrics(gw, gauge_request("throttled", [{"value": float(i)} for i in range(5)]).SerializeToString())
     assert code == 429 and headers["retry-after"] == "2"
     assert "rows are waiting for the default store" in status_of(body).message
@@ -230,7 +237,11 @@ def test_without_the_spool_throttling_answers_429_with_retry_after(start_gateway
 def test_self_metrics_count_accepted_and_rejected(gateway):
     service = unique("http_counts")
     send_metrics(gateway, gauge_request(service, [{"value": 1.0}, {"value": 2.0, "time": 0}]).SerializeToString())
-    text = gateway.metrics_text()
+    # A listener worker's request count reaches the gateway process a moment after its answer.
+    request_count = 'gateway_requests_total{format="metrics",outcome="partial",transport="http"}'
+    deadline = time.monotonic() + 10
+    while request_count not in (text := gateway.metrics_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert 'gateway_accepted_total{format="otlp_metrics",tenant="default"}' in text
     # By reason code, not by the words of the message.
     assert 'gateway_rejected_total{format="otlp_metrics",reason="time_missing",tenant="default"}' in text

@@ -12,6 +12,11 @@ from tests.receivers.otlp_requests import post, unique
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture(scope="module")
+def gateway(listener_gateway):
+    return listener_gateway
+
 HEADERS = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy",
            "X-Prometheus-Remote-Write-Version": "0.1.0"}
 

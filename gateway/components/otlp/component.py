@@ -20,24 +20,25 @@ def span_facts(facts_and_refused) -> AdaptResult:
 
 FORMATS = (
     Format("otlp_metrics", "metrics", "otlp", "OTLP ExportMetricsServiceRequest", "data points", POINTS,
-           metrics.decode_received, lambda r, ctx, st: metrics.adapt_received(r, st.sets)),
+           metrics.decode_received, lambda r, ctx, st: metrics.adapt_received(r, st.sets), in_workers=True),
     Format("otlp_logs", "logs", "otlp", "OTLP ExportLogsServiceRequest", "log records", LOGS,
-           logs.decode_request, lambda r, ctx, st: logs.logs_to_arrow(r, ctx, st.sets)),
+           logs.decode_request, lambda r, ctx, st: logs.logs_to_arrow(r, ctx, st.sets), in_workers=True),
     Format("otlp_traces", "traces", "apm", "OTLP ExportTraceServiceRequest", "spans", None,
            otlp_traces.decode_request, lambda r, ctx, st: span_facts(otlp_traces.span_facts(r, st.sets)),
            span_rows=otlp_traces.spans_to_arrow),
 )
 
 
-def service(config: OtlpConfig, pipeline, metrics_, http_routes: list):
+def service(config: OtlpConfig, pipeline, metrics_, http_routes: list, shared_port: bool = False):
+    """The listeners; `shared_port` in listener workers, which bind the same ports (SO_REUSEPORT)."""
     from telemetry_gateway.gateway.components.otlp.grpc import OtlpGrpcReceiver
     from telemetry_gateway.gateway.components.otlp.http import OtlpHttpReceiver
 
     listeners = []
     if config.grpc.enabled:
-        listeners.append(OtlpGrpcReceiver(config.grpc, pipeline, metrics_))
+        listeners.append(OtlpGrpcReceiver(config.grpc, pipeline, metrics_, shared_port))
     if config.http.enabled:
-        listeners.append(OtlpHttpReceiver(config.http, pipeline, metrics_, http_routes))
+        listeners.append(OtlpHttpReceiver(config.http, pipeline, metrics_, http_routes, shared_port))
     return listeners
 
 

@@ -28,3 +28,5 @@ class HttpConfig(Model):
 class OtlpConfig(Model):
     grpc: GrpcConfig = GrpcConfig()
     http: HttpConfig = HttpConfig()
+    # Processes of their own serving both listeners, on shared ports; 0: the gateway process serves them.
+    workers: int = Field(0, ge=0, le=64)

@@ -52,8 +52,10 @@ def _status(exc: GatewayError) -> grpc.Status:
 
 
 class OtlpGrpcReceiver:
-    def __init__(self, config: GrpcConfig, pipeline: IngestPipeline, telemetry: SelfMetrics) -> None:
+    def __init__(self, config: GrpcConfig, pipeline: IngestPipeline, telemetry: SelfMetrics,
+                 shared_port: bool = False) -> None:
         self.config = config
+        self.shared_port = shared_port
         self.pipeline = pipeline
         self.telemetry = telemetry
         self._server: grpc.aio.Server | None = None
@@ -64,7 +66,7 @@ class OtlpGrpcReceiver:
         # Connections past the cap are closed before the handshake; one that does not finish its
         # handshake within request_timeout, or has no RPC for idle_timeout, is closed too.
         self._server = grpc.aio.server(
-            options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0),
+            options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", int(self.shared_port)),
                      ("grpc.max_allowed_incoming_connections", c.max_connections),
                      ("grpc.server_handshake_timeout_ms", int(c.request_timeout * 1000)),
                      ("grpc.max_connection_idle_ms", int(c.idle_timeout * 1000)),

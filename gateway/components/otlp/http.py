@@ -41,8 +41,10 @@ def _encode(message, content_type: str) -> bytes:
 
 
 class OtlpHttpReceiver:
-    def __init__(self, config: HttpConfig, pipeline: IngestPipeline, telemetry: SelfMetrics, routes=()) -> None:
+    def __init__(self, config: HttpConfig, pipeline: IngestPipeline, telemetry: SelfMetrics, routes=(),
+                 shared_port: bool = False) -> None:
         self.config = config
+        self.shared_port = shared_port
         self.pipeline = pipeline
         self.telemetry = telemetry
         self.limit = int(config.max_request_body_mib * MIB)
@@ -63,7 +65,7 @@ class OtlpHttpReceiver:
     async def start(self) -> None:
         # auto_decompress off: we decompress ourselves, with the limit applied.
         self._runner = await connections.serve(self.app(), self.config.endpoint, self.config.connections, "OTLP/HTTP",
-                                               self.config.tls, auto_decompress=False)
+                                               self.config.tls, reuse_port=self.shared_port, auto_decompress=False)
         log.info("OTLP/HTTP listening on %s%s", self.config.endpoint, " (TLS)" if self.config.tls else "")
 
     async def shutdown(self) -> None:
@@ -86,7 +88,7 @@ class OtlpHttpReceiver:
 
     async def _ingest(self, signal: str, request: web.Request) -> IngestReport:
         caller = http_caller(request)
-        admission = self.pipeline.admit(f"otlp_{signal}", caller, http_credentials(request))
+        admission = await self.pipeline.admit_request(f"otlp_{signal}", caller, http_credentials(request))
         if request.content_type not in (PROTOBUF, JSON):
             raise UnsupportedMediaType(
                 f"Content-Type {request.content_type!r} is not supported (use {PROTOBUF} or {JSON})"

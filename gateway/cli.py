@@ -59,16 +59,21 @@ def serve_command(config_path: Path | None) -> None:
     config = _load(config_path)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     private_dir(config.store.path)
-    raise_file_limit()
-    _tune_gc()
-    _arrow_pool()
-    _keep_freed_memory()
+    tune_process()
     try:
         asyncio.run(serve(config))
     except DataDirInUse as exc:
         raise click.ClickException(f"{exc}; is another gateway running? (`telemetry-gateway sql` works alongside it)") from None
     except (SchemaTooNew, StoreUnavailable, PolicyError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def tune_process() -> None:
+    """What `serve` and its listener workers set before they start: descriptors, GC, allocators."""
+    raise_file_limit()
+    _tune_gc()
+    _arrow_pool()
+    _keep_freed_memory()
 
 
 def _tune_gc() -> None:

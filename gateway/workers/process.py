@@ -136,9 +136,9 @@ def main() -> None:
     config = GatewayConfig.model_validate_json(sys.stdin.buffer.read())
     logging.basicConfig(level=config.log_level.upper(),
                         format=f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s")
-    from telemetry_gateway.gateway.cli import raise_file_limit
+    from telemetry_gateway.gateway.cli import tune_process
 
-    raise_file_limit()
+    tune_process()
     asyncio.run(serve(config, descriptor))
 
 

@@ -22,6 +22,7 @@ from telemetry_gateway.gateway.errors import (BadRequest, GatewayError, PayloadT
 from telemetry_gateway.gateway.quotas import TenantThrottled
 from telemetry_gateway.gateway.receivers import status
 from telemetry_gateway.gateway.workers.link import MainLink, error_header, error_of, frame, read_frame
+from tests.durability.test_durability import wait_for
 from tests.gateway_process import GatewayProcess
 from tests.receivers.otlp_requests import gauge_request, post, unique
 from tests.receivers.test_remote_write import HEADERS as RW_HEADERS
@@ -39,16 +40,6 @@ def workers_of(gw: GatewayProcess) -> list[psutil.Process]:
 
 def listening_ports(pid: int) -> set[int]:
     return {c.laddr.port for c in psutil.Process(pid).net_connections("tcp") if c.status == psutil.CONN_LISTEN}
-
-
-def wait_for(predicate, timeout: float = 30, every: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    return predicate()
 
 
 def readiness(gw: GatewayProcess) -> tuple[int, str]:
@@ -87,7 +78,7 @@ def test_a_killed_worker_is_reported_and_started_again(start_gateway):
     victim = workers_of(gw)[0]
     victim.send_signal(signal.SIGKILL)
     # Not ready while it is down (the restart waits half a second), then ready with two workers again.
-    status, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(readiness(gw)), 10) or readiness(gw)
+    status, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(readiness(gw)), 10, 0.05) or readiness(gw)
     assert status == 503 and "listener worker" in body and "exited (code -9)" in body
     assert wait_for(lambda: readiness(gw)[0] == 200, 30)
     assert len(workers_of(gw)) == 2 and victim.pid not in {w.pid for w in workers_of(gw)}
@@ -172,12 +163,17 @@ def test_a_bug_or_a_class_not_of_the_gateway_becomes_an_internal_error():
     assert type(error_of({"error": "PartlyStored", "message": "m"})) is GatewayError
 
 
+async def linked():
+    """A worker's link on one end of a socket pair; the gateway process's reader and writer on the other."""
+    ours, theirs = socket.socketpair()
+    link = MainLink(*await asyncio.open_connection(sock=ours))
+    reading = asyncio.create_task(link.run())
+    return (link, reading, *await asyncio.open_connection(sock=theirs))
+
+
 def test_calls_waiting_when_the_gateway_process_goes_away_fail_retryably():
     async def run() -> None:
-        ours, theirs = socket.socketpair()
-        link = MainLink(*await asyncio.open_connection(sock=ours))
-        reading = asyncio.create_task(link.run())
-        gateway_reader, gateway_writer = await asyncio.open_connection(sock=theirs)
+        link, reading, gateway_reader, gateway_writer = await linked()
         waiting = asyncio.create_task(link.call({"op": "ingest"}, b"payload"))
         header, body = await read_frame(gateway_reader)
         assert (header["op"], body) == ("ingest", b"payload")
@@ -193,10 +189,7 @@ def test_calls_waiting_when_the_gateway_process_goes_away_fail_retryably():
 
 def test_an_answer_reaches_the_call_it_belongs_to():
     async def run() -> None:
-        ours, theirs = socket.socketpair()
-        link = MainLink(*await asyncio.open_connection(sock=ours))
-        reading = asyncio.create_task(link.run())
-        gateway_reader, gateway_writer = await asyncio.open_connection(sock=theirs)
+        link, reading, gateway_reader, gateway_writer = await linked()
         first = asyncio.create_task(link.call({"op": "admit"}))
         second = asyncio.create_task(link.call({"op": "ingest"}, b"x"))
         asked = [(await read_frame(gateway_reader))[0] for _ in range(2)]

@@ -7,6 +7,7 @@ Every request is sent once; the run stops by itself when they are all answered
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from dataclasses import dataclass
 
@@ -47,13 +48,19 @@ async def _drive(payloads: list[bytes], concurrency: int, send, deadline_s: floa
 
 
 async def grpc_load(endpoint: str, payloads: list[bytes], concurrency: int, method: str = METRICS_METHOD,
-                    deadline_s: float = 300, token: str = "") -> LoadResult:
+                    deadline_s: float = 300, token: str = "", connections: int = 1) -> LoadResult:
+    """`connections` channels of their own (one HTTP/2 connection each, as that many Collectors would
+    keep), taken in turn."""
     assert endpoint.startswith(("127.", "localhost", "[::1]")), "load only loopback targets"
-    options = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
-    async with grpc.aio.insecure_channel(endpoint, options=options) as channel:
-        call = channel.unary_unary(method)
-        metadata = (("authorization", f"Bearer {token}"),) if token else None
-        return await _drive(payloads, concurrency, lambda p: call(p, timeout=60, metadata=metadata), deadline_s)
+    # A local subchannel pool: channels to one address would otherwise share one connection.
+    options = [("grpc.max_send_message_length", 64 * 1024 * 1024), ("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.aio.insecure_channel(endpoint, options=options) for _ in range(connections)]
+    calls = itertools.cycle([channel.unary_unary(method) for channel in channels])
+    metadata = (("authorization", f"Bearer {token}"),) if token else None
+    try:
+        return await _drive(payloads, concurrency, lambda p: next(calls)(p, timeout=60, metadata=metadata), deadline_s)
+    finally:
+        await asyncio.gather(*(channel.close() for channel in channels))
 
 
 async def http_load(url: str, payloads: list[bytes], concurrency: int, deadline_s: float = 300,

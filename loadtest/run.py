@@ -172,6 +172,9 @@ def main() -> None:
     # 24 senders x 2000 points in flight: about what a Collector's otlp exporter
     # keeps in flight with its defaults (10 consumers x 8192-point batches).
     parser.add_argument("--concurrency", type=int, default=24)
+    parser.add_argument("--connections", type=int, default=1,
+                        help="gRPC connections the senders share (a Collector keeps one; listener workers are "
+                             "given connections, not requests)")
     parser.add_argument("--log-records", type=int, default=1000, help="log records per request")
     parser.add_argument("--new-series", action="store_true",
                         help="every point a new attribute set, no warm-up: the high-cardinality shape")
@@ -208,12 +211,14 @@ def main() -> None:
             rss_idle = psutil.Process(gateway.proc.pid).memory_info().rss
             results = [
                 measure(gateway, sampler, "OTLP/gRPC metrics (data points)", per_request,
-                        grpc_load(gateway.grpc_endpoint, payloads, args.concurrency, token=token), "metric_points"),
+                        grpc_load(gateway.grpc_endpoint, payloads, args.concurrency, token=token,
+                                  connections=args.connections), "metric_points"),
                 measure(gateway, sampler, "OTLP/HTTP metrics (data points)", per_request,
                         http_load(gateway.http_url + "/v1/metrics", http_payloads, args.concurrency, token=token),
                         "metric_points"),
                 measure(gateway, sampler, "OTLP/gRPC logs (log records)", args.log_records,
-                        grpc_load(gateway.grpc_endpoint, logs, args.concurrency, LOGS_METHOD, token=token),
+                        grpc_load(gateway.grpc_endpoint, logs, args.concurrency, LOGS_METHOD, token=token,
+                                  connections=args.connections),
                         "log_records"),
             ]
             stored = gateway.rows("SELECT toString(count()) AS n FROM telemetry.metric_points WHERE service_name = 'loadgen'")

@@ -18,6 +18,11 @@ from telemetry_gateway.adapters.prometheus.prompb import Label, WriteRequest
 import cramjam
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def gateway(listener_gateway):
+    return listener_gateway
 PB = {"Content-Type": "application/x-protobuf"}
 JSON_HEADERS = {"Content-Type": "application/json"}
 

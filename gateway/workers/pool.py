@@ -152,6 +152,8 @@ class ListenerWorkers:
                     self._keep(self._answer(writer, admissions, header, body))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the worker exited; _watch reports it
+        except Exception:  # a frame this process cannot read: closing the link ends the worker, which restarts
+            log.exception("listener worker %d sent a frame that cannot be read; closing its link", index)
         finally:
             writer.close()
 
@@ -160,9 +162,13 @@ class ListenerWorkers:
             reply = await self._run(admissions, header, body)
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the worker's client
             reply = error_header(exc)
-        if not writer.is_closing():
-            writer.write(frame({**reply, "id": header.get("id")}))
+        if writer.is_closing():
+            return  # the worker is gone: its client gets no answer and sends again
+        writer.write(frame({**reply, "id": header.get("id")}))
+        try:
             await writer.drain()
+        except ConnectionError:
+            pass
 
     async def _run(self, admissions: Admissions, header: dict, body: bytes) -> dict:
         format_name = header["format"]

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from telemetry_gateway.adapters.base import AcceptWindow
 from telemetry_gateway.adapters.prometheus.remote_write import PrometheusMetadata
 from telemetry_gateway.gateway.access import Credentials
-from telemetry_gateway.gateway.adapting import WorkerAdapter
+from telemetry_gateway.gateway.adapting import Adapted, WorkerAdapter
 from telemetry_gateway.gateway.batch import Caller
 from telemetry_gateway.gateway.components import FORMATS, listener_routes
 from telemetry_gateway.gateway.components.otlp.component import service as otlp_listeners
@@ -74,11 +74,14 @@ class RemotePipeline:
             return IngestReport(**(await self.link.call(header, bytes(payload)))["report"])
         admission = admission or await self.admit_request(format_name, caller, credentials)
         with self.memory.hold(fmt.size(payload), admission.tenant):
-            adapted = await asyncio.get_running_loop().run_in_executor(
-                self._thread, self.adapter.adapt, fmt, payload, caller, admission.tenant, source_id)
-            body = await asyncio.get_running_loop().run_in_executor(self._thread, adapted.body)
+            adapted, body = await asyncio.get_running_loop().run_in_executor(
+                self._thread, self._adapt, fmt, payload, caller, admission.tenant, source_id)
             header.update(adapted.header(), op="rows", tenant=admission.tenant, admission=admission.number)
             return IngestReport(**(await self.link.call(header, body))["report"])
+
+    def _adapt(self, fmt, payload, caller: Caller, tenant: str, source_id: str) -> tuple[Adapted, bytes]:
+        adapted = self.adapter.adapt(fmt, payload, caller, tenant, source_id)
+        return adapted, adapted.body()
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)

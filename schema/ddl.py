@@ -25,6 +25,8 @@ def ident(name: str) -> str:
 
 def column_sql(col: Column) -> str:
     parts = [ident(col.name), col.type.clickhouse]
+    if col.alias:
+        parts.append(f"ALIAS {col.alias}")
     if col.codec:
         parts.append(col.codec)
     parts.append("COMMENT " + quote(col.doc))

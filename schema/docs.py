@@ -16,7 +16,8 @@ def render_table(table: Table, heading: str = "") -> list[str]:
     lines = [heading or f"## `{table.name}`", "", table.doc, "", "| column | ClickHouse type | meaning |",
              "| --- | --- | --- |"]
     for col in table.columns:
-        lines.append(f"| `{col.name}` | `{col.type.clickhouse}` | {col.doc} |")
+        alias = f" ALIAS `{col.alias}`" if col.alias else ""
+        lines.append(f"| `{col.name}` | `{col.type.clickhouse}`{alias} | {col.doc} |")
     if heading:
         return lines + [""]
     engine = "" if table.engine == "MergeTree" else f"ENGINE `{table.engine}`, "
@@ -35,10 +36,13 @@ def render() -> str:
         "Engine MergeTree with settings: " + ", ".join(f"`{s}`" for s in TABLE_SETTINGS) + ".",
         "",
     ]
-    lines += render_table(POINTS, f"## view `{POINTS.name}`")
+    lines += render_table(POINTS, f"## `{POINTS.name}`")
     lines += ["How points are stored:", "", layout.__doc__.split("\n\n", 1)[1].strip(), ""]
     for table in live_tables():
         lines += render_table(table)
+    lines += [f"## `{layout.SERIES_LABELS}`", "", layout.SERIES_LABELS_DOC, "", "| column | ClickHouse type |",
+              "| --- | --- |"] + [f"| `{c.name}` | `{c.type.clickhouse}` |" for c in layout.LABEL_COLUMNS]
+    lines += ["", f"ENGINE `{layout.LABELS_ENGINE}`.", ""]
     for view in ALL_VIEWS:
         if view.name != POINTS.name:
             lines += [f"## view `{view.name}`", "", view.doc, "", f"```sql\n{view.query}\n```", ""]

@@ -81,6 +81,9 @@ def migration(database: str, version: int) -> Migration:
     for table in STORED_TABLES:
         if table.retired == version:
             steps.append(_mover(database, table.name))
+    if version == layout.LABELS_VERSION:
+        steps += layout.label_statements(database)
+        steps.append(_points_to_table(database))
     steps += [create_view(database, view) for view in ALL_VIEWS if view.since == version]
     return Migration(version, tuple(steps))
 
@@ -101,6 +104,17 @@ def _mover(database: str, name: str) -> Callable[[Execute], None]:
 
     move.__name__ = f"move_{name}"
     return move
+
+
+def _points_to_table(database: str) -> Callable[[Execute], None]:
+    def replace_view(execute: Execute) -> None:
+        db = ident(database)
+        if _engine(execute, database, layout.POINTS_VIEW.name) == "View":
+            execute(f"DROP VIEW {db}.{ident(layout.POINTS_VIEW.name)} SYNC")
+        execute(f"DROP TABLE IF EXISTS {db}.{ident(layout.BY_KIND)} SYNC")
+        execute(layout.create_points_table(database))
+
+    return replace_view
 
 
 def _engine(execute: Execute, database: str, table: str) -> str:

@@ -70,6 +70,8 @@ class Column:
     fill: object = None
     # The migration that changed the column's stored type (ALTER ... MODIFY COLUMN); 0 if never.
     retyped: int = 0
+    # An ALIAS expression: the column is computed when read, never stored or sent.
+    alias: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ class Table:
 
     def sent_columns(self, version: int | None = None) -> list[Column]:
         """Columns a writer supplies, optionally as of a schema version."""
-        return [c for c in self.columns if version is None or c.since <= version]
+        return [c for c in self.columns if not c.alias and (version is None or c.since <= version)]
 
 
 ZSTD = "CODEC(ZSTD(1))"

@@ -41,14 +41,21 @@ class DataDirInUse(RuntimeError):
     pass
 
 
+def _session(path: Path):
+    from chdb import session as chdb_session  # imported late: ~0.3 s, and only embedded mode needs it
+
+    session = chdb_session.Session(str(path / "chdb"))
+    # metric_points' labels and batch_id are ALIAS columns: SELECT * shows them, as the wide table did.
+    session.query("SET asterisk_include_alias_columns = 1")
+    return session
+
+
 class EmbeddedEngine:
     """The one chDB session of this process, over one data directory."""
 
     _instance: EmbeddedEngine | None = None
 
     def __init__(self, path: Path) -> None:
-        from chdb import session as chdb_session  # imported late: ~0.3 s, and only embedded mode needs it
-
         self.path = path.resolve()
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock_file = open(self.path / LOCK_NAME, "a+")
@@ -57,7 +64,7 @@ class EmbeddedEngine:
         except BlockingIOError:
             self._lock_file.close()
             raise DataDirInUse(f"data directory {self.path} is in use by another process") from None
-        self._session = chdb_session.Session(str(self.path / "chdb"))
+        self._session = _session(self.path)
         self.lock = threading.Lock()
         # Reads get sessions of their own on the same directory: a long read
         # then never holds up inserts, readiness or shutdown.
@@ -91,10 +98,8 @@ class EmbeddedEngine:
         try:
             session = self._readers.get_nowait()
         except queue.Empty:
-            from chdb import session as chdb_session
-
             with self.lock:
-                session = chdb_session.Session(str(self.path / "chdb"))
+                session = _session(self.path)
                 self._all_readers.append(session)
         try:
             session.query(f"USE {ident(database)}")

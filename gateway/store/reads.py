@@ -176,10 +176,12 @@ def _check_node(node: _Node, parent: _Node | None) -> None:
 def read_settings(limits: ReadLimits, marker: str, filters: str = "") -> str:
     """The SETTINGS clause every read runs with; readonly last, so nothing after it changes a limit."""
     scoped = f" additional_table_filters = {filters}," if filters else ""
+    # metric_points' labels and batch_id are ALIAS columns: SELECT * shows them, as the wide table did.
     return (
         f" SETTINGS max_execution_time = {limits.timeout_s:g}, max_memory_usage = {limits.max_memory_bytes},"
         f" max_result_rows = {limits.max_result_rows}, max_result_bytes = {limits.max_result_bytes},"
-        f" result_overflow_mode = 'throw', log_comment = '{marker}',{scoped} readonly = 1"
+        f" result_overflow_mode = 'throw', asterisk_include_alias_columns = 1, log_comment = '{marker}',{scoped}"
+        " readonly = 1"
     )
 
 

@@ -48,6 +48,24 @@ def test_the_view_gives_back_the_rows_a_wide_table_would_hold(store):
             by_kind["summary_points"]) == (6, 2, 2, 2)
 
 
+def test_select_star_through_the_read_path_shows_the_wide_tables_columns(store):
+    """Labels and batch_id are ALIAS columns, the batch columns MATERIALIZED: the SQL API's SELECT * still
+    gives every column of the wide table, and no other."""
+    from telemetry_gateway.gateway.admin import run_read
+    from telemetry_gateway.gateway.store.reads import ReadLimits
+
+    batch_id = new_batch_id()
+    store.insert_group(POINTS, every_kind_points(batch_id), "5" * 32)
+    out = run_read(store, "SELECT * FROM metric_points ORDER BY kind", "JSONEachRow", ReadLimits(), "read-admin")
+    shown = [json.loads(line) for line in out.decode().splitlines()]
+    assert len(shown) == 6 and all(set(r) == {c.name for c in POINTS.columns} for r in shown)
+    assert {r["batch_id"] for r in shown} == {batch_id}
+    assert all(r["resource_attributes"] for r in shown)
+    # JSON shows NaN as null: the value of the kinds that have none.
+    assert {(r["kind"], r["value"] is None) for r in shown} == {
+        ("gauge", False), ("sum", False), ("histogram", True), ("exponential_histogram", True), ("summary", True)}
+
+
 def test_a_version_8_store_gets_plain_text_columns_and_keeps_its_rows(make_store):
     store = make_store()
     store.migrate(PLAIN_TEXT_VERSION - 1)

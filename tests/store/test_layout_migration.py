@@ -75,4 +75,33 @@ def test_a_store_at_version_6_with_no_rows_moves_too(tmp_path):
     in_store(tmp_path, "store.migrate(6)")
     assert sql(tmp_path, EVERY_ROW) == []
     assert sql(tmp_path, "SELECT engine FROM system.tables WHERE database = 'telemetry' AND name = 'metric_points'") \
-        == [{"engine": "View"}]
+        == [{"engine": "Merge"}]
+
+
+NEW_SERIES = """
+import time
+from telemetry_gateway.adapters.attributes import AttributeSets
+from telemetry_gateway.adapters.base import AcceptWindow, Outcome
+from telemetry_gateway.adapters.points import PointRows
+from telemetry_gateway.gateway.batch import Caller, Provenance
+from telemetry_gateway.gateway.finalize import Finalizer
+from telemetry_gateway.schema import POINTS
+store.open()
+rows = PointRows(AttributeSets())
+rows.add(name='fresh', kind='gauge', time_ns=time.time_ns(), value=1.0, attributes={'host': 'new'},
+         resource={'service.name': 'svc'})
+made = Provenance('otlp_metrics', 'otlp', 'default', Caller('local'), 'b' * 32, time.time_ns(), region='default')
+store.insert_group(POINTS, Finalizer(AcceptWindow()).finish(rows.finish(), made, Outcome()), 'f' * 32)
+"""
+
+
+def test_labels_are_there_after_a_restart(tmp_path):
+    """`series_labels` lives in memory: each process loads it from disk, both what the migration filled in
+    and what the feed added since."""
+    cwd = old_store(tmp_path)
+    sql(cwd, "SELECT 1")  # the first process migrates: the fill
+    in_store(cwd, NEW_SERIES)  # the second writes a new series: the feed
+    shown = sql(cwd, "SELECT metric_name, attributes, resource_attributes['service.name'] AS service "
+                     "FROM metric_points WHERE metric_name IN ('orders', 'fresh') ORDER BY metric_name, time")
+    assert shown == [{"metric_name": "fresh", "attributes": {"host": "new"}, "service": "svc"}] + [
+        {"metric_name": "orders", "attributes": {"country": "fr"}, "service": "checkout"}] * 2

@@ -50,6 +50,9 @@ def test_a_scoped_reader_sees_only_its_tenants_rows_whatever_it_filters_on(two_t
     assert read(store, "SELECT count() FROM series FINAL WHERE attributes['k'] = 'globex'") == "0\n"
     assert read(store, f"SELECT count() FROM {store.database}.samples") == "4\n"
     assert read(store, "SELECT count() FROM (SELECT * FROM metric_points) WHERE tenant = 'globex'") == "0\n"
+    # Labels are looked up per row (joinGet in an ALIAS column), after the tenant filter.
+    assert read(store, "SELECT DISTINCT attributes['k'] FROM metric_points") == "acme\n"
+    assert read(store, "SELECT count() FROM metric_points WHERE attributes['k'] = 'globex'") == "0\n"
     assert read(store, "SELECT count() FROM samples AS a JOIN series AS b USING (tenant, series_id)") == "4\n"
     # The admin reads every tenant.
     assert run_read(store, "SELECT count() FROM metric_points", "TSV", LIMITS, "read-admin") == b"6\n"
@@ -72,6 +75,10 @@ ESCAPES = {
     "WITH samples AS (SELECT * FROM system.tables) SELECT * FROM samples": "table system.tables",
     "WITH s AS (SELECT * FROM samples) SELECT * FROM s": "table s is not readable",
     "SELECT * FROM points_by_kind": "table points_by_kind is not readable",
+    "SELECT * FROM series_labels": "table series_labels is not readable",
+    "SELECT * FROM metric_points JOIN series_labels USING (tenant, metric_name, series_id)":
+        "table series_labels is not readable",
+    "SELECT joinGet('series_labels', 'attributes', 'globex', 'requests', 1)": "function joinGet() is not allowed",
     "SELECT * FROM otel_logs": "table otel_logs is not readable",
     "SELECT * FROM schema_migrations": "table schema_migrations",
     "SELECT * FROM merge(currentDatabase(), '^samples$')": "table function merge() is not allowed",

@@ -15,13 +15,14 @@ NS = 1_000_000_000
 FINALIZER = Finalizer(AcceptWindow())
 
 
-def points(description: str = "", hosts=("a", "b", "c"), per_series: int = 2):
+def points(description: str = "", hosts=("a", "b", "c"), per_series: int = 2, scope=("", "")):
     rows = PointRows(AttributeSets())
     now = time.time_ns()
     for host in hosts:
         for i in range(per_series):
             rows.add(name="cpu.usage", kind="gauge", time_ns=now - (10 - i) * NS, value=float(i), unit="1",
-                     description=description, attributes={"host": host}, resource={"service.name": "svc"})
+                     description=description, attributes={"host": host}, resource={"service.name": "svc"},
+                     scope=scope)
     provenance = Provenance("otlp_metrics", "otlp", "t", Caller("local"), "b" * 32, now, region="default")
     return FINALIZER.finish(rows.finish(), provenance, Outcome())
 
@@ -58,6 +59,19 @@ def test_within_one_group_the_newest_metadata_of_a_series_wins(store):
 
     store.insert_group(POINTS, pa.concat_tables([points(hosts=("a",)), points("Newer.", hosts=("a",))]), "e" * 32)
     assert [(r["host"], r["description"]) for r in catalog(store)] == [("a", "Newer.")]
+
+
+def test_metric_points_show_each_series_newest_labels(store):
+    """Labels come from `series_labels`, fed by every `series` row: the newer row of a series wins, for all
+    its points, as `series FINAL` says."""
+    store.insert_group(POINTS, points(hosts=("a",), scope=("lib", "1")), "a" * 32)
+    store.insert_group(POINTS, points("Now described.", hosts=("a", "b"), scope=("lib", "2")), "b" * 32)
+    shown = store.execute(f"SELECT attributes['host'], scope_version, count() FROM {store.database}.metric_points "
+                          "GROUP BY ALL ORDER BY ALL", fmt="TSV")
+    assert shown.decode().splitlines() == ["a\t2\t4", "b\t2\t2"]
+    newest = store.execute(f"SELECT attributes['host'], scope_version FROM {store.database}.series FINAL "
+                           "ORDER BY ALL", fmt="TSV")
+    assert newest.decode().splitlines() == ["a\t2", "b\t2"]
 
 
 def test_a_reopened_store_knows_its_series(make_store):

@@ -272,9 +272,29 @@ def label_statements(database: str) -> list[str]:
     db = ident(database)
     return [
         create_series_labels(database),
-        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{ident(SERIES_LABELS_FEED)} TO {db}.{ident(SERIES_LABELS)} "
-        f"AS {_labels_select(db)}",
+        (f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{ident(SERIES_LABELS_FEED)} TO {db}.{ident(SERIES_LABELS)} "
+         f"AS {_labels_select(db)}"),
         f"INSERT INTO {db}.{ident(SERIES_LABELS)} {_labels_select(db, ' FINAL')}",
+    ]
+
+
+def forget_statements(database: str) -> list[str]:
+    """The ids of series with no point left; the delete of their `series` rows; then `series_labels` built
+    anew from what `series` keeps and swapped in whole, as a Join table with a key of several columns cannot
+    be read or mutated row by row. Readers see the old labels or the new, never none; the feed inserts by
+    name, so into the new."""
+    db = ident(database)
+    gone = (f"({', '.join(_LABEL_KEY)}) NOT IN (SELECT DISTINCT {', '.join(_LABEL_KEY)} "
+            f"FROM {db}.{ident(POINTS.name)})")
+    labels, rebuilt = f"{db}.{ident(SERIES_LABELS)}", f"{db}.{ident(SERIES_LABELS + '_next')}"
+    return [
+        f"SELECT DISTINCT series_id FROM {db}.`series` WHERE {gone}",
+        f"ALTER TABLE {db}.`series` DELETE WHERE {gone} SETTINGS mutations_sync = 1",
+        f"DROP TABLE IF EXISTS {rebuilt} SYNC",
+        f"CREATE TABLE {rebuilt} AS {labels}",
+        f"INSERT INTO {rebuilt} {_labels_select(db, ' FINAL')}",
+        f"EXCHANGE TABLES {labels} AND {rebuilt}",
+        f"DROP TABLE {rebuilt} SYNC",
     ]
 
 

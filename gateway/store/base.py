@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
+import time
 from abc import ABC, abstractmethod
 
 import pyarrow as pa
 
-from telemetry_gateway.gateway.errors import PartlyStored, QueryFailed, QueryRefused, StoreRejected, StoreUnavailable
+from telemetry_gateway.gateway.errors import (GatewayError, PartlyStored, QueryFailed, QueryRefused, StoreRejected,
+                                              StoreUnavailable)
 from telemetry_gateway.gateway.store.reads import ReadLimits, ReadScope, check_read, check_scope, kill_statement, read_settings
 from telemetry_gateway.gateway.store.series import SeriesCatalog, prime_query
 from telemetry_gateway.schema import POINTS, SERIES, Table
 from telemetry_gateway.schema.ddl import ident, set_retention
-from telemetry_gateway.schema.layout import split_points
+from telemetry_gateway.schema.layout import forget_statements, split_points
 from telemetry_gateway.schema.migrations import bookkeeping_ddl, live_tables, pending
 
 # ClickHouse error codes where retrying the same insert cannot help
@@ -44,6 +47,12 @@ def check_token(token: str) -> str:
     return token
 
 
+log = logging.getLogger(__name__)
+
+# With a retention, how often the points' writer forgets the series whose points have all expired.
+FORGET_EVERY_S = 6 * 3600
+
+
 class RegionStore(ABC):
     def __init__(self, region: str, database: str, retention_days: int = 0) -> None:
         self.region = region
@@ -51,6 +60,7 @@ class RegionStore(ABC):
         self.retention_days = retention_days
         self._output_formats: frozenset[str] = frozenset()
         self.series = SeriesCatalog()
+        self._next_forget = 0.0
 
     # -- what a backend implements -------------------------------------------
     @abstractmethod
@@ -101,6 +111,7 @@ class RegionStore(ABC):
         if table is not POINTS:
             self.insert(table, rows, token)
             return
+        self._forget_expired_if_due()
         try:
             changes = self.series.changes(rows)
             parts = split_points(rows)
@@ -114,6 +125,31 @@ class RegionStore(ABC):
         for kind_table, part in parts:
             if kind_table.name not in skip:
                 self._insert_share(kind_table, part, token, stored)
+
+    def _forget_expired_if_due(self) -> None:
+        # Here, in the points' writer, so no group of points is being stored meanwhile: a series that
+        # came back is then either still counted live or forgotten by the catalog too, and written again.
+        if not self.retention_days or time.monotonic() < self._next_forget:
+            return
+        self._next_forget = time.monotonic() + FORGET_EVERY_S
+        try:
+            forgotten = self.forget_expired_series()
+        except GatewayError as exc:
+            log.warning("%s: could not forget expired series (next try in %ds): %s", self.database, FORGET_EVERY_S, exc)
+            return
+        if forgotten:
+            log.info("%s: forgot %d series whose points have all expired", self.database, forgotten)
+
+    def forget_expired_series(self) -> int:
+        """Remove the series that have no point left from `series` and `series_labels` (which holds every
+        series' labels in memory), and from the catalog, so one that comes back is described again."""
+        find, *deletes = forget_statements(self.database)
+        ids = [int(line) for line in self.execute(find, fmt="TSV").decode().split()]
+        if ids:
+            for statement in deletes:
+                self.execute(statement)
+            self.series.forget(ids)
+        return len(ids)
 
     def _insert_share(self, table: Table, rows: pa.Table, token: str, stored: set[str]) -> None:
         try:

@@ -51,6 +51,10 @@ class SeriesCatalog:
                    .append_column("updated", pa.array(np.full(len(chosen), now, np.int64)))
         return conform(SERIES, rows), fresh
 
+    def forget(self, series_ids: list[int]) -> None:
+        for series_id in series_ids:
+            self.known.pop(series_id, None)
+
     def remember(self, fresh: dict[int, int]) -> None:
         if len(self.known) + len(fresh) > self.max_series:
             self.known.clear()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from telemetry_gateway.adapters.attributes import AttributeSets
 from telemetry_gateway.adapters.base import AcceptWindow, Outcome
 from telemetry_gateway.adapters.points import PointRows
@@ -119,3 +121,48 @@ def test_a_primed_catalog_writes_only_the_series_whose_metadata_the_store_lacks(
     cat.prime([(older, "cpu.usage", "", "1", "gauge", "unspecified", False)])
     series_rows, fresh = cat.changes(group)
     assert list(fresh) == [older] and series_rows.column("series_id").to_pylist() == [older]
+
+
+def _drop_points_of(store, host: str) -> None:
+    """As the retention TTL leaves a series that stopped: its points gone, its labels still described."""
+    db = store.database
+    (series_id,) = store.execute(f"SELECT DISTINCT series_id FROM {db}.series WHERE attributes['host'] = '{host}'",
+                                 fmt="TSV").decode().split()
+    store.execute(f"ALTER TABLE {db}.samples DELETE WHERE series_id = {series_id} SETTINGS mutations_sync = 1")
+
+
+def _labelled(store, keys: str) -> list[str]:
+    """The hosts `series_labels` holds labels for, of the series `keys` (tenant, metric_name, series_id rows)."""
+    db = store.database
+    out = store.execute(f"SELECT joinGet('{db}.series_labels', 'attributes', k.1, k.2, k.3)['host'] AS h "
+                        f"FROM (SELECT arrayJoin({keys}) AS k) WHERE h != '' ORDER BY h", fmt="TSV")
+    return out.decode().split()
+
+
+def _keys(store) -> str:
+    out = store.execute(f"SELECT groupArray((tenant, metric_name, series_id)) FROM {store.database}.series", fmt="TSV")
+    return out.decode().strip()
+
+
+@pytest.mark.parametrize("retention_days", [0, 1])
+def test_series_whose_points_all_expired_are_forgotten_and_described_again_when_they_return(make_store,
+                                                                                              retention_days):
+    store = make_store(retention_days=retention_days)
+    store.open()
+    store.insert_group(POINTS, points(hosts=("gone", "stays")), "a" * 32)
+    keys = _keys(store)
+    _drop_points_of(store, "gone")
+    store._next_forget = 0  # as FORGET_EVERY_S after the last time
+    store.insert_group(POINTS, points(hosts=("stays",)), "b" * 32)
+    if not retention_days:  # nothing expires: nothing is forgotten
+        assert _labelled(store, keys) == ["gone", "stays"]
+        return
+    assert _labelled(store, keys) == ["stays"]
+    assert [r["host"] for r in catalog(store)] == ["stays"]
+    assert len(store.series.known) == 1
+    # It comes back: described again, its points labelled.
+    store.insert_group(POINTS, points(hosts=("gone",)), "c" * 32)
+    assert _labelled(store, keys) == ["gone", "stays"]
+    shown = store.execute(f"SELECT attributes['host'] AS h, count() FROM {store.database}.metric_points "
+                          "GROUP BY h ORDER BY h", fmt="TSV")
+    assert shown.decode().splitlines() == ["gone\t2", "stays\t4"]

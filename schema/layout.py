@@ -256,25 +256,33 @@ LABEL_COLUMNS = tuple(SERIES.column(n) for n in _LABEL_KEY) + tuple(
 LABELS_ENGINE = f"Join(ANY, LEFT, {', '.join(_LABEL_KEY)}) SETTINGS join_any_take_last_row = 1"
 
 
-def create_series_labels(database: str) -> str:
+def create_series_labels(database: str, on_disk: bool = True) -> str:
+    """`on_disk` False: the table is filled from `series` at each start (`fill_labels`), and keeps no file. A
+    persistent Join table appends a file per insert, and one torn by a crash stops the engine from starting:
+    chDB, the gateway's own process, then could not open the store at all."""
     cols = ", ".join(f"{ident(c.name)} {c.type.clickhouse}" for c in LABEL_COLUMNS)
     return (f"CREATE TABLE IF NOT EXISTS {ident(database)}.{ident(SERIES_LABELS)} ({cols}) "
-            f"ENGINE = {LABELS_ENGINE} COMMENT {quote(SERIES_LABELS_DOC)}")
+            f"ENGINE = {LABELS_ENGINE}, persistent = {int(on_disk)} COMMENT {quote(SERIES_LABELS_DOC)}")
 
 
 def _labels_select(db: str, final: str = "") -> str:
     return f"SELECT {', '.join(_LABEL_KEY + SERIES_SIDE)} FROM {db}.`series`{final}"
 
 
-def label_statements(database: str) -> list[str]:
+def fill_labels(database: str) -> str:
+    db = ident(database)
+    return f"INSERT INTO {db}.{ident(SERIES_LABELS)} {_labels_select(db, ' FINAL')}"
+
+
+def label_statements(database: str, on_disk: bool = True) -> list[str]:
     """The Join table, its feed, and its first fill. The feed comes first, so no series written during the
     fill is missed; the fill is `series FINAL`, so running it again after a crash changes nothing."""
     db = ident(database)
     return [
-        create_series_labels(database),
+        create_series_labels(database, on_disk),
         (f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{ident(SERIES_LABELS_FEED)} TO {db}.{ident(SERIES_LABELS)} "
          f"AS {_labels_select(db)}"),
-        f"INSERT INTO {db}.{ident(SERIES_LABELS)} {_labels_select(db, ' FINAL')}",
+        fill_labels(database),
     ]
 
 

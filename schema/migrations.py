@@ -68,7 +68,7 @@ def latest_version() -> int:
                + [c.retyped for t in STORED_TABLES for c in t.columns] + [v.since for v in ALL_VIEWS])
 
 
-def migration(database: str, version: int) -> Migration:
+def migration(database: str, version: int, labels_on_disk: bool = True) -> Migration:
     steps: list[Step] = []
     for table in STORED_TABLES:
         if table.since == version:
@@ -82,7 +82,7 @@ def migration(database: str, version: int) -> Migration:
         if table.retired == version:
             steps.append(_mover(database, table.name))
     if version == layout.LABELS_VERSION:
-        steps += layout.label_statements(database)
+        steps += layout.label_statements(database, labels_on_disk)
         steps.append(_points_to_table(database))
     steps += [create_view(database, view) for view in ALL_VIEWS if view.since == version]
     return Migration(version, tuple(steps))
@@ -131,9 +131,9 @@ def bookkeeping_ddl(database: str) -> tuple[str, ...]:
     )
 
 
-def pending(database: str, applied: int, target: int | None = None) -> list[Migration]:
+def pending(database: str, applied: int, target: int | None = None, labels_on_disk: bool = True) -> list[Migration]:
     """Migrations after `applied`, up to `target` (the latest when None)."""
     known = latest_version()
     if applied > known:
         raise SchemaTooNew(database, applied, known)
-    return [migration(database, v) for v in range(applied + 1, (target or known) + 1)]
+    return [migration(database, v, labels_on_disk) for v in range(applied + 1, (target or known) + 1)]

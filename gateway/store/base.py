@@ -22,7 +22,7 @@ from telemetry_gateway.gateway.store.reads import ReadLimits, ReadScope, check_r
 from telemetry_gateway.gateway.store.series import SeriesCatalog, prime_query
 from telemetry_gateway.schema import POINTS, SERIES, Table
 from telemetry_gateway.schema.ddl import ident, set_retention
-from telemetry_gateway.schema.layout import forget_statements, split_points
+from telemetry_gateway.schema.layout import SERIES_LABELS, fill_labels, forget_statements, split_points
 from telemetry_gateway.schema.migrations import bookkeeping_ddl, live_tables, pending
 
 # ClickHouse error codes where retrying the same insert cannot help
@@ -54,6 +54,9 @@ FORGET_EVERY_S = 6 * 3600
 
 
 class RegionStore(ABC):
+    # Whether the engine keeps `series_labels` on disk itself; if not, `open` fills it from `series`.
+    LABELS_ON_DISK = True
+
     def __init__(self, region: str, database: str, retention_days: int = 0) -> None:
         self.region = region
         self.database = database
@@ -87,18 +90,26 @@ class RegionStore(ABC):
         out = self.execute("SELECT name FROM system.formats WHERE is_output", fmt="TSV")
         self._output_formats = frozenset(out.decode().split())
         self._prime_series()
+        if not self.LABELS_ON_DISK:
+            self._fill_labels()
 
     def migrate(self, target: int | None = None) -> None:
         """Apply the migrations this database lacks, up to `target` (the latest when None)."""
         for statement in bookkeeping_ddl(self.database):
             self.execute(statement)
-        for migration in pending(self.database, self.schema_version(), target):
+        for migration in pending(self.database, self.schema_version(), target, self.LABELS_ON_DISK):
             for step in migration.steps:
                 if isinstance(step, str):
                     self.execute(step)
                 else:
                     step(self.execute)
             self.execute(f"INSERT INTO {ident(self.database)}.`schema_migrations` (version) VALUES ({migration.version})")
+
+    def _fill_labels(self) -> None:
+        # Empty after a start; not after the migration that created it, which filled it already.
+        held = self.execute(f"SELECT count() FROM {ident(self.database)}.{ident(SERIES_LABELS)}", fmt="TSV")
+        if int(held.strip() or 0) == 0:
+            self.execute(fill_labels(self.database))
 
     def _prime_series(self) -> None:
         out = self.execute(prime_query(self.database), fmt="JSONCompactEachRow")

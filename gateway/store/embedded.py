@@ -123,6 +123,8 @@ class EmbeddedEngine:
 
 
 class EmbeddedStore(RegionStore):
+    LABELS_ON_DISK = False  # see schema.layout.create_series_labels
+
     def __init__(self, region: str, database: str, path: Path, retention_days: int = 0) -> None:
         super().__init__(region, database, retention_days)
         self.path = path

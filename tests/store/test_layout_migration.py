@@ -105,3 +105,16 @@ def test_labels_are_there_after_a_restart(tmp_path):
                      "FROM metric_points WHERE metric_name IN ('orders', 'fresh') ORDER BY metric_name, time")
     assert shown == [{"metric_name": "fresh", "attributes": {"host": "new"}, "service": "svc"}] + [
         {"metric_name": "orders", "attributes": {"country": "fr"}, "service": "checkout"}] * 2
+
+
+def test_the_embedded_store_keeps_no_labels_file_a_crash_could_tear(tmp_path):
+    """A persistent Join table appends a file per insert, and the engine refuses to start on a torn one
+    (measured: "Cannot attach table ... Cannot read all data"), so a crash during a series insert would
+    leave a store that cannot open. The embedded store keeps `series_labels` in memory only, filled at
+    start (`test_labels_are_there_after_a_restart`): after the migration's fill and the feed, no file."""
+    cwd = old_store(tmp_path)
+    sql(cwd, "SELECT 1")
+    in_store(cwd, NEW_SERIES)
+    (where,) = sql(cwd, "SELECT data_paths[1] AS path FROM system.tables WHERE name = 'series_labels'")
+    table_dir = cwd / "data" / "chdb" / where["path"]
+    assert table_dir.is_dir() and not [p for p in table_dir.rglob("*") if p.is_file()]

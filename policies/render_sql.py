@@ -4,10 +4,12 @@
 that region's server), the same scope the gateway's SQL API enforces:
 
 * a role per tenant and read role (`tgw.<tenant>.read_raw`,
-  `tgw.<tenant>.read_validated`) with SELECT on that role's tables, and
+  `tgw.<tenant>.read_validated`) with SELECT on that role's tables and on
+  what reading `metric_points` reads through (`READ_THROUGH`), and
   `tgw.*.admin` with SELECT on the whole database;
 * row policies on every table a role reads: `tenant = '<tenant>'` (and no
-  quality flag for read_validated on `metric_points`), `1` for the admin, so
+  quality flag for read_validated on `metric_points` and the kind tables),
+  `1` for the admin, so
   a user with none of these roles reads no rows of a table that has them;
 * a user per principal with a read or admin role, identified by its token's
   SHA-256 (ClickHouse's `sha256_hash`: the token is the password) or its
@@ -22,6 +24,16 @@ from __future__ import annotations
 from telemetry_gateway.gateway.store.reads import RAW_TABLES, VALIDATED_TABLES
 from telemetry_gateway.policies.model import ANY_TENANT, Policy, Principal
 from telemetry_gateway.schema.ddl import ident, quote
+from telemetry_gateway.schema.layout import KIND_TABLES, SERIES_LABELS
+
+_KIND_TABLES = tuple(k.table.name for k in KIND_TABLES)
+# Reading metric_points (a Merge table) reads the kind tables under their own grants and row policies, and
+# its label columns call joinGet on series_labels, which needs SELECT on it (ClickHouse 26.1 and later).
+# series_labels gets no row policy: a Join table keyed by several columns cannot be read but by joinGet,
+# and joinGet applies none.
+READ_THROUGH = {"metric_points": _KIND_TABLES + (SERIES_LABELS,)}
+# Tables whose rows carry quality flags: read_validated reads only the unflagged ones.
+_VALIDATED_ROWS = frozenset(("metric_points",) + _KIND_TABLES)
 
 
 
@@ -38,7 +50,7 @@ def _region(policy: Policy, region: str, database: str) -> list[str]:
         for role, tables in (("read_raw", RAW_TABLES), ("read_validated", VALIDATED_TABLES)):
             name = _role(tenant, role)
             out.append(f"CREATE ROLE IF NOT EXISTS {name}")
-            out += [f"GRANT SELECT ON {db}.{ident(t)} TO {name}" for t in sorted(tables)]
+            out += [f"GRANT SELECT ON {db}.{ident(t)} TO {name}" for t in _granted(tables)]
     for table in sorted(RAW_TABLES):
         out += _row_policies(db, table, tenants)
     for name, principal in sorted(policy.principals.items()):
@@ -46,17 +58,20 @@ def _region(policy: Policy, region: str, database: str) -> list[str]:
     return out
 
 
+def _granted(tables: frozenset[str]) -> list[str]:
+    return sorted(set(tables).union(*(READ_THROUGH.get(t, ()) for t in tables)))
+
+
 def _row_policies(db: str, table: str, tenants: list[str]) -> list[str]:
     out = [f"CREATE ROW POLICY IF NOT EXISTS {_name('*', table)} ON {db}.{ident(table)} "
            f"AS permissive FOR SELECT USING 1 TO {_admin_role()}"]
     for tenant in tenants:
         roles = [_role(tenant, "read_raw")]
-        if table in VALIDATED_TABLES:
-            if table == "metric_points":
-                out.append(_policy(db, table, (tenant, "validated"), f"tenant = {quote(tenant)} AND empty(quality_flags)",
-                                   [_role(tenant, "read_validated")]))
-            else:
-                roles.append(_role(tenant, "read_validated"))
+        if table in _VALIDATED_ROWS:
+            out.append(_policy(db, table, (tenant, "validated"), f"tenant = {quote(tenant)} AND empty(quality_flags)",
+                               [_role(tenant, "read_validated")]))
+        elif table in VALIDATED_TABLES:
+            roles.append(_role(tenant, "read_validated"))
         out.append(_policy(db, table, (tenant,), f"tenant = {quote(tenant)}", roles))
     return out
 

@@ -55,6 +55,21 @@ def test_users_get_their_tenants_roles_only_where_their_tenants_may_live():
     assert validated and "empty(quality_flags)" in validated[0] and "`tgw.acme.read_validated`" in validated[0]
 
 
+
+def test_readers_may_read_what_metric_points_reads_through():
+    """metric_points is a Merge table: ClickHouse checks the grants and applies the row policies of each kind
+    table it reads, and its label columns need SELECT on series_labels for joinGet."""
+    _, blocks, _ = rendered()
+    eu = blocks["eu"]
+    for role in ("read_raw", "read_validated"):
+        for table in ("samples", "histogram_points", "exp_histogram_points", "summary_points", "series_labels"):
+            assert f"GRANT SELECT ON `telemetry_eu`.`{table}` TO `tgw.acme.{role}`" in eu
+    for table in ("samples", "summary_points"):
+        (validated,) = [s for s in eu if f"`tgw.acme.validated.{table}`" in s]
+        assert "tenant = 'acme' AND empty(quality_flags) TO `tgw.acme.read_validated`" in validated
+    assert not any("ROW POLICY" in s and "series_labels" in s for s in eu)
+
+
 def test_an_expiring_token_becomes_valid_until():
     text, _ = policy_text(principals={"r": {"tenants": ["acme"], "roles": ["read_raw"],
                                             "tokens": [{"sha256": "a" * 64, "expires": "2027-03-01T12:00:00Z"}]}})
@@ -81,6 +96,9 @@ def test_a_rendered_user_reads_only_its_tenants_rows_on_a_server():
     import clickhouse_connect
 
     from telemetry_gateway.gateway.store.server import ServerStore
+    from telemetry_gateway.schema import POINTS
+    from tests.store.test_scoped_reads import _set
+    from tests.store.test_store import points
 
     database = f"t_{uuid.uuid4().hex[:12]}"
     store = ServerStore("eu", database, url)
@@ -89,12 +107,17 @@ def test_a_rendered_user_reads_only_its_tenants_rows_on_a_server():
     policy = parse_policy(text, REGIONS).policy
     try:
         store.execute(f"INSERT INTO {database}.ingest_log (tenant, format) VALUES ('acme', 'x'), ('globex', 'y')")
+        for tenant, token in (("acme", "a"), ("globex", "c")):
+            store.insert_group(POINTS, _set(points([(1.0, [("k", tenant)])]), "tenant", tenant), token * 32)
         for statement in render(policy, {"eu": database})["eu"]:
             store.execute(statement)
         parsed = urlparse(url)
         reader = clickhouse_connect.get_client(host=parsed.hostname, port=parsed.port or 8123, username="tgw.analyst",
                                                password=tokens["analyst"])
         assert reader.query(f"SELECT tenant FROM {database}.ingest_log").result_rows == [("acme",)]
+        # Through the Merge table, its kind tables' row policies and the labels' joinGet.
+        assert reader.query(f"SELECT DISTINCT tenant, attributes['k'] FROM {database}.metric_points").result_rows \
+            == [("acme", "acme")]
     finally:
         store.execute(f"DROP DATABASE IF EXISTS {database}")
         for statement in ("DROP USER IF EXISTS `tgw.analyst`, `tgw.ops`",):

@@ -7,7 +7,7 @@ Fills a fresh embedded store (the schema the gateway creates) straight from
 the engine (`INSERT ... SELECT FROM numbers()`): `--series` gauge series
 (10 attributes each, 50 metric names, 1000 hosts) over the last day, RED
 series (20 services x 10 operations x 3 status classes, 10 s windows, the
-last hour) and 1000 latency histograms. Then it runs each query 11 times and
+last hour) and 1000 latency histograms. Then it runs each query 31 times and
 prints the median, and the bytes on disk per point:
 
 1. one series over a day;
@@ -117,13 +117,13 @@ def queries(now: int, series_id: int) -> dict[str, str]:
 
 
 def run(store: EmbeddedStore, series_id: int, databases: tuple[str, ...]) -> list[dict[str, tuple[bytes, float]]]:
-    """Per database, each query's answer and median seconds over 11 runs. The databases take turns, query
+    """Per database, each query's answer and median seconds over 31 runs. The databases take turns, query
     by query: a query takes a few ms, and what else the machine does moves such times more than the
     layouts do, so both see the same moments."""
     now = int(time.time()) // 600 * 600
     spent: list[dict[str, list[float]]] = [{} for _ in databases]
     answers: list[dict[str, bytes]] = [{} for _ in databases]
-    for _ in range(11):
+    for _ in range(31):
         for label, sql in queries(now, series_id).items():
             for i, database in enumerate(databases):
                 t = time.perf_counter()

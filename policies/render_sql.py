@@ -9,8 +9,8 @@ that region's server), the same scope the gateway's SQL API enforces:
   `tgw.*.admin` with SELECT on the whole database;
 * row policies on every table a role reads: `tenant = '<tenant>'` (and no
   quality flag for read_validated on `metric_points` and the kind tables),
-  `1` for the admin, so
-  a user with none of these roles reads no rows of a table that has them;
+  `1` for the admin, so a user with none of these roles reads no rows of a
+  table that has them;
 * a user per principal with a read or admin role, identified by its token's
   SHA-256 (ClickHouse's `sha256_hash`: the token is the password) or its
   certificate's CN (`tgw.<principal>`), granted its roles in the regions its

@@ -49,7 +49,8 @@ import pyarrow.compute as pc
 
 from telemetry_gateway.schema.arrow import arrow_schema
 from telemetry_gateway.schema.ddl import ident, quote
-from telemetry_gateway.schema.model import ATTRS, FLOAT, LABEL, POINTS, SERIES, TEXT, TIME_CODEC, UINT64, ZSTD, Column, ColumnType, Table, View
+from telemetry_gateway.schema.model import (ATTRS, FLOAT, LABEL, POINTS, SERIES, TEXT, TIME_CODEC, UINT64, ZSTD, Column,
+                                            ColumnType, Table, View)
 
 LAYOUT_VERSION = 7
 PLAIN_TEXT_VERSION = 9
@@ -276,7 +277,7 @@ def fill_labels(database: str) -> str:
 
 def label_statements(database: str, on_disk: bool = True) -> list[str]:
     """The Join table, its feed, and its first fill. The feed comes first, so no series written during the
-    fill is missed; the fill is `series FINAL`, so running it again after a crash changes nothing."""
+    fill is missed; the fill is `series FINAL`, so running it again after a crash changes no answer."""
     db = ident(database)
     return [
         create_series_labels(database, on_disk),

@@ -19,8 +19,9 @@ It fills the store at schema version 6 (the wide `metric_points` table),
 keeps that table's parts in a second database, migrates the store to the
 current layout (narrow rows per kind, labels once per series in `series`,
 `metric_points` a Merge table over them), times the queries on both layouts
-in turns, checks that every answer is the same (numbers to 12 significant
-digits), and prints both with their ratio. Gauge points come
+in turns, and the same questions written for the narrow tables (`samples`,
+`histogram_points`, `series`), checks that every answer is the same (numbers
+to 12 significant digits), and prints them with their ratios to the old. Gauge points come
 in batches of 1000 series per step, so there are as many batch ids as such a
 day would bring.
 """
@@ -34,6 +35,7 @@ import math
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from telemetry_gateway.gateway.store.embedded import EmbeddedStore
@@ -116,21 +118,45 @@ def queries(now: int, series_id: int) -> dict[str, str]:
     }
 
 
-def run(store: EmbeddedStore, series_id: int, databases: tuple[str, ...]) -> list[dict[str, tuple[bytes, float]]]:
-    """Per database, each query's answer and median seconds over 31 runs. The databases take turns, query
+def narrow_queries(now: int, series_id: int) -> dict[str, str]:
+    """The same questions written for the narrow tables: `samples` or `histogram_points`, and `series` where
+    a label is asked for, as README suggests to whom the compatibility of `metric_points` costs too much."""
+    out = {label: sql.replace(f"{DB}.metric_points", f"{DB}.samples") for label, sql in queries(now, series_id).items()}
+    out["p99 from histogram buckets, 1 h"] = queries(now, series_id)["p99 from histogram buckets, 1 h"].replace(
+        f"{DB}.metric_points", f"{DB}.histogram_points")
+    # Labels once per series: aggregate the points per series first, then join each series' labels.
+    for label, since in (("top 10 hosts by a metric, 1 h", 3600), ("top 10 hosts by a metric, 1 day", 86400)):
+        out[label] = (
+            "SELECT s.attributes['host'] AS host, sum(p.total) / sum(p.n) AS mean FROM "
+            f"(SELECT series_id, sum(value) AS total, count() AS n FROM {DB}.samples WHERE tenant = 'default' "
+            f"AND metric_name = 'bench.metric.7' AND time >= toDateTime64({now} - {since}, 9, 'UTC') "
+            f"GROUP BY series_id) AS p INNER JOIN (SELECT series_id, attributes FROM {DB}.series FINAL "
+            "WHERE tenant = 'default' AND metric_name = 'bench.metric.7') AS s USING (series_id) "
+            "GROUP BY host ORDER BY mean DESC LIMIT 10")
+    return out
+
+
+def run(store: EmbeddedStore, series_id: int, variants: dict[str, Callable[[int, int], dict[str, str]]]
+        ) -> dict[str, dict[str, tuple[bytes, float]]]:
+    """Per variant, each query's answer and median seconds over 31 runs. The variants take turns, query
     by query: a query takes a few ms, and what else the machine does moves such times more than the
-    layouts do, so both see the same moments."""
+    layouts do, so all see the same moments."""
     now = int(time.time()) // 600 * 600
-    spent: list[dict[str, list[float]]] = [{} for _ in databases]
-    answers: list[dict[str, bytes]] = [{} for _ in databases]
+    sqls = {name: make(now, series_id) for name, make in variants.items()}
+    spent: dict[str, dict[str, list[float]]] = {name: {} for name in variants}
+    answers: dict[str, dict[str, bytes]] = {name: {} for name in variants}
     for _ in range(31):
-        for label, sql in queries(now, series_id).items():
-            for i, database in enumerate(databases):
+        for label in sqls[next(iter(sqls))]:
+            for name in variants:
                 t = time.perf_counter()
-                answers[i][label] = store.query(sql.replace(f"{DB}.", f"{database}."), "CSV")
-                spent[i].setdefault(label, []).append(time.perf_counter() - t)
-    return [{label: (answers[i][label], statistics.median(times)) for label, times in spent[i].items()}
-            for i in range(len(databases))]
+                answers[name][label] = store.query(sqls[name][label], "CSV")
+                spent[name].setdefault(label, []).append(time.perf_counter() - t)
+    return {name: {label: (answers[name][label], statistics.median(times)) for label, times in spent[name].items()}
+            for name in variants}
+
+
+def _old_layout(now: int, series_id: int) -> dict[str, str]:
+    return {label: sql.replace(f"{DB}.", f"{OLD_DB}.") for label, sql in queries(now, series_id).items()}
 
 
 def disk_bytes(store: EmbeddedStore, database: str, tables: tuple[str, ...]) -> int:
@@ -166,15 +192,18 @@ def main() -> None:
         stored = tuple(t.name for t in LAYOUT_TABLES) + ("series",)
         for table in stored:
             store.execute(f"OPTIMIZE TABLE {DB}.{table} FINAL")
-        old, new = run(store, series_id, (OLD_DB, DB))
+        timed = run(store, series_id, {"old": _old_layout, "new": queries, "narrow": narrow_queries})
         old_bytes, new_bytes = disk_bytes(store, OLD_DB, ("metric_points",)), disk_bytes(store, DB, stored)
-        print(f"{'':38s} {'old layout':>12s} {'new layout':>12s} {'new/old':>8s}  same answer")
-        print(f"{'bytes on disk per point':38s} {old_bytes / points:12.1f} {new_bytes / points:12.1f}"
+        print(f"{'':38s} {'old layout':>12s} {'metric_points':>14s} {'new/old':>8s} {'narrow tables':>14s} "
+              f"{'narrow/old':>10s}  same answers")
+        print(f"{'bytes on disk per point':38s} {old_bytes / points:12.1f} {new_bytes / points:14.1f}"
               f" {new_bytes / old_bytes:8.2f}")
-        for label, (answer, spent) in old.items():
-            new_answer, new_spent = new[label]
-            print(f"{label:38s} {spent * 1000:9.1f} ms {new_spent * 1000:9.1f} ms {new_spent / spent:8.2f}  "
-                  f"{'yes' if same_answer(answer, new_answer) else 'NO'} ({len(answer.splitlines())} rows)")
+        for label, (answer, spent) in timed["old"].items():
+            (new_answer, new_spent), (narrow_answer, narrow_spent) = timed["new"][label], timed["narrow"][label]
+            same = same_answer(answer, new_answer) and same_answer(answer, narrow_answer)
+            print(f"{label:38s} {spent * 1000:9.1f} ms {new_spent * 1000:11.1f} ms {new_spent / spent:8.2f} "
+                  f"{narrow_spent * 1000:11.1f} ms {narrow_spent / spent:10.2f}  "
+                  f"{'yes' if same else 'NO'} ({len(answer.splitlines())} rows)")
         store.close()
 
 

@@ -146,7 +146,7 @@ def batch_id_of(ref: int) -> str:
 
 BATCH_REF_SQL = ("if(length(batch_id) >= 16 AND match(substring(batch_id, 1, 16), '^[0-9a-fA-F]{16}$'), "
                  "reinterpretAsUInt64(reverse(unhex(substring(batch_id, 1, 16)))), 0)")
-BATCH_ID_SQL = "if(p.batch_id_full != '', p.batch_id_full, leftPad(lower(hex(p.batch_ref)), 16, '0'))"
+BATCH_ID_SQL = "if(batch_id_full != '', batch_id_full, leftPad(lower(hex(batch_ref)), 16, '0'))"
 
 
 def split_points(points: pa.Table) -> list[tuple[Table, pa.Table]]:
@@ -221,7 +221,7 @@ def _points_query() -> str:
         if c.name == "value":
             outer.append(f"if(p.kind IN ({scalar}), p.value, nan) AS value")
         elif c.name == "batch_id":
-            outer.append(f"{BATCH_ID_SQL} AS batch_id")
+            outer.append(f"{BATCH_ID_SQL.replace('batch_', 'p.batch_')} AS batch_id")
         else:
             outer.append(f"{'s' if c.name in SERIES_SIDE else 'p'}.{c.name} AS {c.name}")
     return (
@@ -266,13 +266,14 @@ def create_series_labels(database: str, on_disk: bool = True) -> str:
             f"ENGINE = {LABELS_ENGINE}, persistent = {int(on_disk)} COMMENT {quote(SERIES_LABELS_DOC)}")
 
 
-def _labels_select(db: str, final: str = "") -> str:
-    return f"SELECT {', '.join(_LABEL_KEY + SERIES_SIDE)} FROM {db}.`series`{final}"
+def _labels_select(db: str, final: bool = False) -> str:
+    return f"SELECT {', '.join(_LABEL_KEY + SERIES_SIDE)} FROM {db}.`series`{' FINAL' if final else ''}"
 
 
-def fill_labels(database: str) -> str:
+def fill_labels(database: str, table: str = SERIES_LABELS) -> str:
+    """Each series' newest labels, from `series`, into `table`."""
     db = ident(database)
-    return f"INSERT INTO {db}.{ident(SERIES_LABELS)} {_labels_select(db, ' FINAL')}"
+    return f"INSERT INTO {db}.{ident(table)} {_labels_select(db, final=True)}"
 
 
 def label_statements(database: str, on_disk: bool = True) -> list[str]:
@@ -301,7 +302,7 @@ def forget_statements(database: str) -> list[str]:
         f"ALTER TABLE {db}.`series` DELETE WHERE {gone} SETTINGS mutations_sync = 1",
         f"DROP TABLE IF EXISTS {rebuilt} SYNC",
         f"CREATE TABLE {rebuilt} AS {labels}",
-        f"INSERT INTO {rebuilt} {_labels_select(db, ' FINAL')}",
+        fill_labels(database, SERIES_LABELS + "_next"),
         f"EXCHANGE TABLES {labels} AND {rebuilt}",
         f"DROP TABLE {rebuilt} SYNC",
     ]
@@ -315,7 +316,7 @@ def points_columns(database: str) -> list[str]:
         if c.name in SERIES_SIDE:
             alias = f" ALIAS joinGet({quote(db_labels)}, {quote(c.name)}, {', '.join(_LABEL_KEY)})"
         elif c.name == "batch_id":
-            alias = " ALIAS " + BATCH_ID_SQL.replace("p.", "")
+            alias = f" ALIAS {BATCH_ID_SQL}"
         else:
             alias = ""
         out.append(f"{ident(c.name)} {c.type.clickhouse}{alias} COMMENT {quote(c.doc)}")

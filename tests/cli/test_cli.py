@@ -35,6 +35,8 @@ def send(gateway, service: str, values: list[float]) -> tuple[int, bytes]:
 def test_sql_goes_through_the_running_gateway(start_gateway):
     gw = start_gateway()
     assert send(gw, "cli_svc", [1.0, 2.0])[0] == 200
+    # The answer means spooled; the writer stores a moment later.
+    assert len(gw.wait_rows("SELECT 1 FROM telemetry.metric_points WHERE service_name = 'cli_svc'", 2)) == 2
     result = sql(gw, "SELECT value FROM telemetry.metric_points WHERE service_name = 'cli_svc' ORDER BY value", "--format", "CSV")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "1\n2\n"
